@@ -1,0 +1,188 @@
+"""Stochastic Weight Averaging (SWA) and BatchNormalization re-estimation.
+
+SWA (Izmailov et al., 2018, "Averaging Weights Leads to Wider Optima and
+Better Generalization", arXiv:1803.05407) keeps training with a constant (or
+cyclic) learning rate after a normal schedule and averages the weights visited
+at the end of each epoch.  The average lies in a flatter region of the loss
+surface than any single iterate and usually generalises better.
+
+Two steps are needed to use the averaged network:
+
+1. copy the averaged trainable weights into the model (``SWA.apply``);
+2. re-estimate the BatchNormalization moving mean/variance, because the stored
+   ones were collected for the *individual* iterates, not for their average
+   (``recompute_batchnorm_statistics``).
+
+All code uses Keras 3 only and runs on the TensorFlow and JAX backends.
+"""
+
+import keras
+import numpy as np
+
+
+def _batchnorm_inputs(
+    model: keras.Model,
+) -> tuple[list[keras.layers.BatchNormalization], list[keras.KerasTensor]]:
+    """BatchNormalization layers of ``model`` and their input tensors.
+
+    Searches functional and Sequential sub-models recursively.  The tensors
+    are symbolic tensors of ``model``'s own graph (for a nested sub-model,
+    its graph is re-applied to the sub-model's input in ``model``'s graph).
+
+    Returns:
+        ``(layers, tensors)``, two lists of the same length.
+    """
+    bn_layers, tensors = [], []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            bn_layers.append(layer)
+            tensors.append(layer.input)
+        elif isinstance(layer, keras.Model):
+            inner_layers, inner_tensors = _batchnorm_inputs(layer)
+            if inner_layers:
+                inner_features = keras.Model(layer.inputs, inner_tensors)
+                # `keras.Layer.input` is the input of the sub-model's first call
+                # in the outer graph (`keras.Model` overrides `.input` to return
+                # its own `Input`s).
+                outer_input = keras.tree.flatten(keras.Layer.input.fget(layer))
+                bn_layers += inner_layers
+                tensors += keras.tree.flatten(inner_features(outer_input))
+    return bn_layers, tensors
+
+
+def recompute_batchnorm_statistics(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> int:
+    """Set every BatchNormalization layer's moving statistics from one pass over ``x``.
+
+    After weight averaging, the stored moving mean/variance no longer match
+    the weights.  As PyTorch's ``torch.optim.swa_utils.update_bn``, this runs
+    the network once over ``x`` **in training mode**, so each BN layer sees
+    the inputs it would see during training (upstream BN layers normalise
+    with batch statistics).  For each BN layer the per-channel float64 sum and
+    sum of squares of its inputs are accumulated over all images and
+    positions, and then::
+
+        moving_mean     = E[h]
+        moving_variance = E[h**2] - E[h]**2      (population variance)
+
+    BN momentum is not used: the result is the exact average over ``x``,
+    independent of ``batch_size`` (except through the batch statistics of
+    upstream BN layers, as in training).
+
+    Because the pass runs in training mode, Dropout and Keras random
+    augmentation layers inside the model are active too, which matches what
+    the BN layers saw during training.
+
+    Args:
+        model: a built single-input functional or Sequential model.  BN layers
+            inside nested functional/Sequential sub-models are found too; BN
+            layers inside custom (subclassed) layers or models are not
+            supported and raise ``ValueError``.
+        x: inputs, shape ``(N, ...)`` as the model expects, e.g.
+            ``(N, 28, 28, 1)`` float32 images.  Typically the training set.
+        batch_size: images per forward pass.
+
+    Returns:
+        The number of BatchNormalization layers updated (0 if there are none;
+        then no pass is made).
+    """
+    bn_layers, tensors = _batchnorm_inputs(model)
+    found = {id(bn.moving_mean) for bn in bn_layers}
+    missed = [v.path for v in model.variables if v.name == "moving_mean" and id(v) not in found]
+    if missed:
+        raise ValueError(f"BatchNormalization statistics not reachable through functional sub-models: {missed}")
+    if not bn_layers:
+        return 0
+
+    feature_model = keras.Model(model.inputs, tensors)
+    sums = [0.0] * len(bn_layers)  # per channel, float64
+    sums_of_squares = [0.0] * len(bn_layers)
+    counts = [0] * len(bn_layers)  # values per channel seen so far
+    for start in range(0, len(x), batch_size):
+        features = feature_model([x[start : start + batch_size]], training=True)
+        for i, (bn, h) in enumerate(zip(bn_layers, keras.tree.flatten(features))):
+            h = np.moveaxis(keras.ops.convert_to_numpy(h), bn.axis, -1)
+            h = h.reshape(-1, h.shape[-1]).astype(np.float64)  # (values, channels)
+            sums[i] += h.sum(axis=0)
+            sums_of_squares[i] += np.square(h).sum(axis=0)
+            counts[i] += h.shape[0]
+
+    for bn, total, total_sq, count in zip(bn_layers, sums, sums_of_squares, counts):
+        mean = total / count
+        variance = np.maximum(total_sq / count - mean**2, 0.0)  # clip rounding below 0
+        bn.moving_mean.assign(mean.astype(bn.moving_mean.dtype))
+        bn.moving_variance.assign(variance.astype(bn.moving_variance.dtype))
+    return len(bn_layers)
+
+
+class SWA(keras.callbacks.Callback):
+    """Stochastic Weight Averaging of the model's trainable weights.
+
+    From the end of epoch ``start_epoch`` (0-based, i.e. after that epoch's
+    updates) on, at every epoch end the trainable weights ``w`` are folded into
+    an equal-weight running mean (float64)::
+
+        average += (w - average) / (n_averaged + 1)
+
+    The callback never touches the learning rate: the constant (or cyclic)
+    learning rate of the SWA phase is the optimizer schedule's job, e.g.
+    ``fmnist_utils.schedules.WarmupCosine`` whose tail is constant.  It works
+    with a float learning rate or a ``LearningRateSchedule``.
+
+    The average accumulates across ``fit`` calls (epochs are numbered as by
+    ``fit``, so continue training with ``initial_epoch``).  After training,
+    call ``apply(x_train)`` to load the average into the model and
+    re-estimate its BatchNormalization statistics.
+
+    Args:
+        start_epoch: first epoch (0-based) whose final weights are averaged.
+        verbose: print a line when averaging starts and in ``apply``.
+
+    Attributes:
+        n_averaged: number of epoch-end weight snapshots in the average.
+        averaged_weights: float64 arrays, one per trainable variable (in
+            ``model.trainable_variables`` order, same shapes); empty until
+            the first average.
+    """
+
+    def __init__(self, start_epoch: int, verbose: bool = True) -> None:
+        super().__init__()
+        self.start_epoch = start_epoch
+        self.verbose = verbose
+        self.n_averaged = 0
+        self.averaged_weights: list[np.ndarray] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch < self.start_epoch:
+            return
+        weights = [keras.ops.convert_to_numpy(v).astype(np.float64) for v in self.model.trainable_variables]
+        if self.n_averaged == 0:
+            self.averaged_weights = weights
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: SWA starts averaging the weights.")
+        else:
+            for average, w in zip(self.averaged_weights, weights):
+                average += (w - average) / (self.n_averaged + 1)
+        self.n_averaged += 1
+
+    def apply(self, x: np.ndarray, batch_size: int = 256) -> None:
+        """Load the averaged weights into the model and recompute its BN statistics.
+
+        Args:
+            x: training inputs, shape ``(N, ...)``, for
+                ``recompute_batchnorm_statistics``.
+            batch_size: images per forward pass of that recomputation.
+        """
+        if self.n_averaged == 0:
+            raise ValueError(
+                f"SWA has averaged nothing: averaging starts at the end of epoch "
+                f"{self.start_epoch} (0-based), so train for more than start_epoch "
+                f"epochs (start_epoch >= the number of epochs run)."
+            )
+        for variable, average in zip(self.model.trainable_variables, self.averaged_weights):
+            variable.assign(average.astype(variable.dtype))
+        n_bn = recompute_batchnorm_statistics(self.model, x, batch_size)
+        if self.verbose:
+            print(
+                f"SWA: loaded the average of {self.n_averaged} epoch-end weights; "
+                f"recomputed the statistics of {n_bn} BatchNormalization layers."
+            )

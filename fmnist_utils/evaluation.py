@@ -1,0 +1,81 @@
+"""Evaluate a trained classifier: probabilities, accuracy, loss, per-class report, confusion matrix.
+
+Every model in this repository outputs logits (one score per class, shape (N, 10)); softmax turns
+them into probabilities here, at evaluation time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from sklearn import metrics
+
+from fmnist_utils.data import CLASS_NAMES
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Accuracy (fraction), loss (mean cross-entropy, nats), probabilities (N, 10) and predicted labels (N,)."""
+
+    accuracy: float
+    loss: float
+    probabilities: np.ndarray
+    predictions: np.ndarray
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) logits, numerically stable."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predict_probabilities(model: Any, x: np.ndarray, batch_size: int = 500, flip_tta: bool = False) -> np.ndarray:
+    """Class probabilities (N, 10) for images ``x`` (N, 28, 28, 1) from a model that outputs logits.
+
+    With ``flip_tta`` (test-time augmentation) the probabilities of each image and of its mirror
+    image are averaged: clothes look the same mirrored, so two views vote.
+    """
+    probabilities = softmax(np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64))
+    if flip_tta:
+        mirrored = softmax(np.asarray(model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0), dtype=np.float64))
+        probabilities = (probabilities + mirrored) / 2
+    return probabilities
+
+
+def evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500, flip_tta: bool = False) -> Evaluation:
+    """Accuracy and cross-entropy of ``model`` on images ``x`` (N, 28, 28, 1) with labels ``y`` (N,)."""
+    probabilities = predict_probabilities(model, x, batch_size=batch_size, flip_tta=flip_tta)
+    predictions = probabilities.argmax(axis=1)
+    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, 1.0))))
+    return Evaluation(float(np.mean(predictions == y)), loss, probabilities, predictions)
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES) -> str:
+    """Per-class precision, recall, F1 and support (scikit-learn), as text."""
+    return metrics.classification_report(
+        y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names), digits=3, zero_division=0
+    )
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Counts (C, C): row = true class, column = predicted class."""
+    return metrics.confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
+
+
+def most_confused_pairs(y_true: np.ndarray, y_pred: np.ndarray, top: int = 5,
+                        class_names: tuple[str, ...] = CLASS_NAMES) -> list[tuple[str, str, int]]:
+    """The ``top`` (true class, predicted class, count) mistakes, most frequent first."""
+    counts = confusion_matrix(y_true, y_pred, len(class_names))
+    np.fill_diagonal(counts, 0)
+    order = np.argsort(counts, axis=None)[::-1][:top]
+    return [(class_names[i], class_names[j], int(counts[i, j])) for i, j in zip(*np.unravel_index(order, counts.shape))]
+
+
+def best_epoch(history: Mapping[str, list[float]], metric: str = "val_accuracy") -> tuple[float, int]:
+    """Best value of ``metric`` in a Keras history dict and its epoch, counted from 1."""
+    values = history[metric]
+    index = int(np.argmax(values))
+    return float(values[index]), index + 1

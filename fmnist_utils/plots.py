@@ -1,0 +1,144 @@
+"""Figures for the notebooks. Each function takes plain arrays and returns a matplotlib Figure.
+
+They work headless (matplotlib picks its Agg backend when there is no screen); :func:`save_figure` writes the ones README shows to ``images/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from fmnist_utils.data import CLASS_NAMES
+from fmnist_utils.environment import Run
+from fmnist_utils.evaluation import confusion_matrix
+from fmnist_utils.results import project_root
+
+CORRECT_COLOUR = "tab:blue"
+WRONG_COLOUR = "tab:red"
+
+
+def _as_images(x: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) or (N, 28, 28, 1) -> (N, 28, 28)."""
+    x = np.asarray(x)
+    return x[..., 0] if x.ndim == 4 and x.shape[-1] == 1 else x
+
+
+def plot_image_grid(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 8,
+                    cmap: str = "binary", size: float = 1.3, title_colours: Sequence[str] | None = None) -> Figure:
+    """A grid of grey images (N, H, W) or (N, H, W, 1), with optional titles, e.g. filters or augmentations."""
+    images = _as_images(images)
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * (1.25 if titles else 1)), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(images):
+            ax.imshow(images[index], cmap=cmap)
+            if titles is not None:
+                colour = title_colours[index] if title_colours is not None else "black"
+                ax.set_title(titles[index], fontsize=8, color=colour)
+    fig.tight_layout()
+    return fig
+
+
+def plot_samples(x: np.ndarray, y: np.ndarray, n: int = 25, seed: int = 0,
+                 class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+    """``n`` random images (N, 28, 28) with their class names."""
+    index = np.random.default_rng(seed).choice(len(y), size=n, replace=False)
+    return plot_image_grid(x[index], [class_names[label] for label in y[index]], ncols=int(np.ceil(np.sqrt(n))))
+
+
+def plot_class_balance(y_train: np.ndarray, y_test: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+    """Images per class in the training and test sets (bar chart)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=False)
+    for ax, labels, title in zip(axes, (y_train, y_test), ("training set", "test set")):
+        counts = np.bincount(labels, minlength=len(class_names))
+        sns.barplot(x=list(class_names), y=counts, ax=ax, color="tab:blue")
+        ax.set_title(f"Images per class, {title} ({len(labels):,} images)")
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_ylabel("images")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+    """Loss and accuracy per epoch, training (dashed) vs validation (solid), for one or more runs.
+
+    Args:
+        histories: ``{label: keras_history.history}``; each history holds ``loss``, ``accuracy``,
+            ``val_loss`` and ``val_accuracy`` lists, one value per epoch.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for (label, history), colour in zip(histories.items(), sns.color_palette("tab10")):
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            ax.plot(epochs, history[metric], "--", color=colour, label=f"{label}, training")
+            ax.plot(epochs, history[f"val_{metric}"], "-", color=colour, label=f"{label}, validation")
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+    """Confusion matrix as counts and as fractions of each true class (rows sum to 1)."""
+    counts = confusion_matrix(y_true, y_pred, len(class_names))
+    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6))
+    for ax, values, fmt, title in ((axes[0], counts, "d", "counts"), (axes[1], rows, ".2f", "fraction of each true class")):
+        sns.heatmap(values, annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 8},
+                    xticklabels=class_names, yticklabels=class_names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"Confusion matrix, {title}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_misclassified(x: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray, n: int = 24,
+                       class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+    """The ``n`` most confident mistakes: image, true class, predicted class and its probability."""
+    predictions = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != y_true)
+    wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:n]
+    titles = [f"true: {class_names[y_true[i]]}\npred: {class_names[predictions[i]]} {probabilities[i, predictions[i]]:.0%}"
+              for i in wrong]
+    return plot_image_grid(x[wrong], titles, ncols=8, size=1.6, title_colours=[WRONG_COLOUR] * len(wrong))
+
+
+def plot_prediction(image: np.ndarray, probabilities: np.ndarray, true_label: int,
+                    class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+    """One image (28, 28[, 1]) beside its class probabilities (10,); the predicted bar is blue if right, red if wrong."""
+    predicted = int(np.argmax(probabilities))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"width_ratios": [1, 2]})
+    left.imshow(_as_images(image[np.newaxis])[0], cmap="binary")
+    left.axis("off")
+    left.set_title(f"true: {class_names[true_label]}")
+    bars = right.barh(list(class_names), probabilities, color="lightgrey")
+    bars[predicted].set_color(CORRECT_COLOUR if predicted == true_label else WRONG_COLOUR)
+    right.invert_yaxis()
+    right.set_xlim(0, 1)
+    right.set_xlabel("probability")
+    right.set_title(f"predicted: {class_names[predicted]} ({probabilities[predicted]:.1%})")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, name: str, run: Run) -> Path | None:
+    """Save ``fig`` as ``images/<name>.png`` (README shows these) and return the path.
+
+    Figures of a smoke run are not saved: README shows only figures of real runs.
+    """
+    if run.profile.name == "smoke":
+        return None
+    path = project_root() / "images" / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    return path

@@ -1,0 +1,17 @@
+"""Shared fixtures. Figures are drawn headless."""
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+from fmnist_utils import data
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The four verified arrays, loaded once: ((x_train, y_train), (x_test, y_test))."""
+    return data.load_data(verbose=False)

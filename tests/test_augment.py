@@ -1,0 +1,154 @@
+"""Tests for fmnist_utils.augment (tiny data and models, a few seconds)."""
+
+import timeit
+
+import keras
+import numpy as np
+import pytest
+
+from fmnist_utils.augment import (
+    AugmentedBatches,
+    augment_batch,
+    random_erasing,
+    random_flip,
+    random_translate,
+)
+
+
+def _images(n: int = 128, seed: int = 0) -> np.ndarray:
+    """Random float32 images (n, 28, 28, 1), values in [0.1, 1): never exactly 0."""
+    return np.random.default_rng(seed).uniform(0.1, 1.0, (n, 28, 28, 1)).astype(np.float32)
+
+
+def _shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Reference translation of one (H, W, C) image: down by dy, right by dx, zero fill."""
+    height, width, _ = image.shape
+    out = np.zeros_like(image)
+    out[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = image[
+        max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+    ]
+    return out
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        random_flip,
+        random_translate,
+        random_erasing,
+        augment_batch,
+        lambda x, rng: augment_batch(x, rng, flip=False, max_shift=0, erasing_p=0.0),
+    ],
+)
+def test_shape_dtype_preserved_and_input_untouched(augment) -> None:
+    x = _images()
+    original = x.copy()
+    out = augment(x, np.random.default_rng(1))
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out is not x and not np.shares_memory(out, x)
+    np.testing.assert_array_equal(x, original)
+
+
+def test_flip_flips_about_half_exactly() -> None:
+    x = _images(1000)
+    out = random_flip(x, np.random.default_rng(2))
+    flipped = np.all(out == x[:, :, ::-1], axis=(1, 2, 3))
+    kept = np.all(out == x, axis=(1, 2, 3))
+    assert np.all(flipped ^ kept)  # each image is either flipped or unchanged
+    assert 0.45 < flipped.mean() < 0.55
+
+
+@pytest.mark.parametrize("max_shift", [0, 1, 2, 3])
+def test_translate_shifts_within_range_with_zero_fill(max_shift: int) -> None:
+    x = _images(64)
+    out = random_translate(x, np.random.default_rng(3), max_shift)
+    shifts = range(-max_shift, max_shift + 1)
+    found = set()
+    for image, moved in zip(x, out):
+        matches = [(dy, dx) for dy in shifts for dx in shifts if np.array_equal(moved, _shift(image, dy, dx))]
+        assert len(matches) == 1
+        found.add(matches[0])
+    assert len(found) > 1 if max_shift else found == {(0, 0)}  # shifts differ between images
+
+
+def test_erasing_rectangles_within_bounds() -> None:
+    x = _images(1000)
+    area = (0.02, 0.25)
+    out = random_erasing(x, np.random.default_rng(4), p=0.5, area=area, value=0.0)
+    erased = out == 0.0  # the images have no zeros
+    counts = erased.sum(axis=(1, 2, 3))
+    assert 0.45 < (counts > 0).mean() < 0.55
+    np.testing.assert_array_equal(out[~erased], x[~erased])  # nothing else changed
+    for mask, count in zip(erased[..., 0], counts):
+        if count == 0:
+            continue
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        assert count == len(rows) * len(cols)  # a filled rectangle
+        assert len(rows) == rows[-1] - rows[0] + 1 and len(cols) == cols[-1] - cols[0] + 1
+        # Sides are rounded to whole pixels, hence the tolerance.
+        assert 0.5 * area[0] <= count / 28**2 <= 1.25 * area[1]
+
+
+def test_erasing_p0_is_identity() -> None:
+    x = _images()
+    np.testing.assert_array_equal(random_erasing(x, np.random.default_rng(5), p=0.0), x)
+
+
+def _all_batches(dataset: AugmentedBatches) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def test_same_seed_same_batches() -> None:
+    x, y = _images(300), np.arange(300)
+    first, second, other = (AugmentedBatches(x, y, batch_size=128, seed=s) for s in (7, 7, 8))
+    for _ in range(2):  # two epochs
+        for (xa, ya), (xb, yb), (xc, yc) in zip(_all_batches(first), _all_batches(second), _all_batches(other)):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+            assert not np.array_equal(ya, yc)
+        for dataset in (first, second, other):
+            dataset.on_epoch_end()
+
+
+def test_every_example_once_per_epoch_and_reshuffled() -> None:
+    x, y = _images(300), np.arange(300)
+    dataset = AugmentedBatches(x, y, batch_size=128, flip=False, max_shift=0, erasing_p=0.0)
+    assert len(dataset) == 3
+    orders = []
+    for _ in range(2):
+        batches = _all_batches(dataset)
+        assert [len(yb) for _, yb in batches] == [128, 128, 44]
+        for xb, yb in batches:
+            np.testing.assert_array_equal(xb, x[yb])  # images stay with their labels
+        order = np.concatenate([yb for _, yb in batches])
+        np.testing.assert_array_equal(np.sort(order), y)
+        orders.append(order)
+        dataset.on_epoch_end()
+    assert not np.array_equal(orders[0], orders[1])
+
+
+def test_works_in_fit() -> None:
+    x, y = _images(64), np.arange(64) % 10
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(2, 3, strides=4),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(AugmentedBatches(x, y, batch_size=32), epochs=2, shuffle=False, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+
+
+def _mean_seconds(function, rounds: int = 5, calls: int = 20) -> float:
+    """Mean seconds per call, from the fastest of several rounds (other processes share the CPU)."""
+    function()  # warm-up
+    return min(timeit.repeat(function, repeat=rounds, number=calls)) / calls
+
+
+def test_fast_enough() -> None:
+    x, rng = _images(128), np.random.default_rng(6)
+    assert _mean_seconds(lambda: random_translate(x, rng)) < 0.005
+    assert _mean_seconds(lambda: augment_batch(x, rng)) < 0.020

@@ -1,0 +1,196 @@
+"""Tests for fmnist_utils.callbacks (tiny models and data, a few seconds)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from fmnist_utils.callbacks import SWA, recompute_batchnorm_statistics
+from fmnist_utils.schedules import WarmupCosine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _RecordWeights(keras.callbacks.Callback):
+    """Keeps a copy of the trainable weights at every epoch end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshots: list[list[np.ndarray]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.snapshots.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables])
+
+
+def _data(n: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 4), dtype=np.float32), rng.random((n, 1), dtype=np.float32)
+
+
+def _dense_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def test_average_is_mean_of_epoch_end_weights() -> None:
+    x, y = _data()
+    model, swa, recorder = _dense_model(), SWA(start_epoch=1, verbose=False), _RecordWeights()
+    model.fit(x, y, batch_size=8, epochs=4, callbacks=[swa, recorder], verbose=0)
+    assert swa.n_averaged == 3
+    expected = [np.mean(weights, axis=0) for weights in zip(*recorder.snapshots[1:])]
+    assert len(swa.averaged_weights) == len(expected) == 4
+    for average, mean in zip(swa.averaged_weights, expected):
+        np.testing.assert_allclose(average, mean, rtol=1e-6, atol=1e-7)
+    # The average differs from the last iterate, and `apply` loads it.
+    assert not np.allclose(swa.averaged_weights[0], recorder.snapshots[-1][0])
+    swa.apply(x)
+    for variable, average in zip(model.trainable_variables, swa.averaged_weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), average, rtol=1e-6)
+
+
+def test_apply_without_average_raises() -> None:
+    x, y = _data()
+    model, swa = _dense_model(), SWA(start_epoch=2, verbose=False)
+    model.fit(x, y, epochs=2, callbacks=[swa], verbose=0)
+    assert swa.n_averaged == 0
+    with pytest.raises(ValueError, match="start_epoch"):
+        swa.apply(x)
+
+
+def _bn_model(kind: str) -> tuple[keras.Model, list[keras.Layer]]:
+    """Input (4, 4, 3) -> BN -> 1x1 conv (5) -> BN -> pooling -> Dense(2), and its five layers.
+
+    kind: "functional" or "sequential"; "nested functional"/"nested sequential" put
+    that model inside an outer functional model, after an Identity layer.
+    """
+    layers = [
+        keras.layers.BatchNormalization(),
+        keras.layers.Conv2D(5, 1),
+        keras.layers.BatchNormalization(),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(2),
+    ]
+    if kind.endswith("sequential"):
+        model = keras.Sequential([keras.Input((4, 4, 3))] + layers)
+    else:
+        inputs = keras.Input((4, 4, 3))
+        h = inputs
+        for layer in layers:
+            h = layer(h)
+        model = keras.Model(inputs, h)
+    if kind.startswith("nested"):
+        inputs = keras.Input((4, 4, 3))
+        model = keras.Model(inputs, model(keras.layers.Identity()(inputs)))
+    # Non-trivial gamma/beta for the first BN, so the second BN's inputs depend on them.
+    rng = np.random.default_rng(1)
+    layers[0].gamma.assign(rng.uniform(0.5, 2.0, 3).astype("float32"))
+    layers[0].beta.assign(rng.normal(size=3).astype("float32"))
+    return model, layers
+
+
+def _second_bn_inputs_by_hand(layers: list[keras.Layer], x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Inputs of the second BN in training mode: the first BN uses each batch's statistics."""
+    bn, conv = layers[:2]
+    gamma, beta = (keras.ops.convert_to_numpy(v) for v in (bn.gamma, bn.beta))
+    kernel, bias = (keras.ops.convert_to_numpy(v) for v in (conv.kernel, conv.bias))
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].astype(np.float64)
+        mean, var = batch.mean(axis=(0, 1, 2)), batch.var(axis=(0, 1, 2))
+        normalised = gamma * (batch - mean) / np.sqrt(var + bn.epsilon) + beta
+        outputs.append(np.einsum("nhwc,cd->nhwd", normalised, kernel[0, 0]) + bias)
+    return np.concatenate(outputs)
+
+
+def _moving_statistics(bn: keras.layers.BatchNormalization) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(v) for v in (bn.moving_mean, bn.moving_variance)]
+
+
+@pytest.mark.parametrize("kind", ["functional", "sequential", "nested functional", "nested sequential"])
+def test_recompute_batchnorm_statistics(kind: str) -> None:
+    model, layers = _bn_model(kind)
+    x = np.random.default_rng(0).normal(2.0, 3.0, (50, 4, 4, 3)).astype(np.float32)
+    batch_size = 16  # batches of 16, 16, 16, 2
+    assert recompute_batchnorm_statistics(model, x, batch_size) == 2
+    mean, var = _moving_statistics(layers[0])
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 1, 2), dtype=np.float64), rtol=1e-5)
+    np.testing.assert_allclose(var, x.var(axis=(0, 1, 2), dtype=np.float64), rtol=1e-5)
+    h = _second_bn_inputs_by_hand(layers, x, batch_size)
+    mean, var = _moving_statistics(layers[2])
+    np.testing.assert_allclose(mean, h.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(var, h.var(axis=(0, 1, 2)), rtol=1e-4)
+
+
+def test_recompute_rejects_batchnorm_hidden_in_custom_layer() -> None:
+    class Block(keras.layers.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = keras.layers.BatchNormalization()
+
+        def call(self, x, training=None):
+            return self.bn(x, training=training)
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, Block()(inputs))
+    with pytest.raises(ValueError, match="moving_mean"):
+        recompute_batchnorm_statistics(model, np.zeros((4, 4), np.float32))
+
+
+def test_swa_with_learning_rate_schedule() -> None:
+    model, layers = _bn_model("functional")
+    schedule = WarmupCosine(peak_lr=0.05, warmup_steps=2, decay_steps=4, final_lr=0.01)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=schedule), loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 4, 4, 3)).astype(np.float32), rng.normal(size=(24, 2)).astype(np.float32)
+    swa = SWA(start_epoch=2, verbose=False)
+    model.fit(x, y, batch_size=8, epochs=4, callbacks=[swa], verbose=0)  # steps 6..11: constant 0.01
+    assert swa.n_averaged == 2
+    swa.apply(x, batch_size=10)
+    np.testing.assert_allclose(_moving_statistics(layers[0])[0], x.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(model.predict(x, verbose=0)).all()
+
+
+def test_swa_on_jax_backend() -> None:
+    code = textwrap.dedent(
+        """
+        import keras, numpy as np
+        from fmnist_utils.callbacks import SWA
+        from fmnist_utils.schedules import WarmupCosine
+        assert keras.backend.backend() == "jax"
+
+        class Record(keras.callbacks.Callback):
+            snapshots = []
+            def on_epoch_end(self, epoch, logs=None):
+                self.snapshots.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables])
+
+        inputs = keras.Input((4, 4, 3))
+        h = keras.layers.BatchNormalization()(inputs)
+        h = keras.layers.Conv2D(2, 1)(h)
+        outputs = keras.layers.Dense(1)(keras.layers.Flatten()(keras.layers.BatchNormalization()(h)))
+        model = keras.Model(inputs, outputs)
+        model.compile(optimizer=keras.optimizers.SGD(WarmupCosine(0.05, 2, 2, 0.01)), loss="mse")
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(16, 4, 4, 3)).astype("float32"), rng.normal(size=(16, 1)).astype("float32")
+        swa, record = SWA(start_epoch=1, verbose=False), Record()
+        model.fit(x, y, batch_size=8, epochs=3, callbacks=[swa, record], verbose=0)
+        assert swa.n_averaged == 2
+        for average, *snapshots in zip(swa.averaged_weights, *record.snapshots[1:]):
+            np.testing.assert_allclose(average, np.mean(snapshots, axis=0), rtol=1e-6, atol=1e-7)
+        assert not np.allclose(record.snapshots[1][0], record.snapshots[2][0])
+        swa.apply(x, batch_size=5)
+        bn = model.layers[1]
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), x.mean(axis=(0, 1, 2)), rtol=1e-5)
+        print("SWA OK")
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SWA OK" in result.stdout

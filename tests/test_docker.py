@@ -1,0 +1,313 @@
+"""Static checks of the Docker image, docker-compose.yml and the CI workflows.
+
+No Docker engine is needed: the Dockerfile is linted with hadolint, the workflows and the compose
+file are validated against the JSON schemas bundled with check-jsonschema (offline), and the
+entrypoint is run with a stand-in `jupyter` to show that it never starts Jupyter without a token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+REQUIREMENTS = ROOT / "requirements.txt"
+ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
+GPU_CHECK = ROOT / "docker" / "gpu_check.py"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+TF_IMAGE = "tensorflow/tensorflow"
+
+
+def _tool(name: str) -> str:
+    """A console script installed next to this Python (the project's venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"`{name}` was not found next to {sys.executable} or on PATH; `pip install -r requirements.txt` installs it.")
+    return found
+
+
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    instructions, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if current and stripped.startswith("#"):
+            continue
+        current += " " + stripped
+        if current.endswith("\\"):
+            current = current[:-1]
+            continue
+        keyword, _, arguments = current.strip().partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        current = ""
+    return instructions
+
+
+def _base_image_tag() -> str:
+    froms = [arguments for keyword, arguments in _dockerfile_instructions() if keyword == "FROM"]
+    assert len(froms) == 1, f"expected a single-stage Dockerfile, found FROM {froms}"
+    image = froms[0].split()[0]
+    name, _, tag = image.partition(":")
+    assert name == TF_IMAGE, f"the base image is {image}; expected TensorFlow's {TF_IMAGE}:<version>-gpu-jupyter"
+    return tag
+
+
+# --- Dockerfile --------------------------------------------------------------------------------
+
+
+def test_hadolint_passes():
+    result = _run([_tool("hadolint"), "--no-color", str(DOCKERFILE)])
+    assert result.returncode == 0, f"hadolint found problems in the Dockerfile:\n{result.stdout}{result.stderr}"
+
+
+def test_hadolint_is_not_vacuous(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM ubuntu:latest\nRUN cd /tmp && apt-get install -y curl\n")
+    result = _run([_tool("hadolint"), "--no-color", str(bad)])
+    assert result.returncode != 0 and "DL3007" in result.stdout, result.stdout + result.stderr
+
+
+def test_base_image_matches_tensorflow_pin():
+    tag = _base_image_tag()
+    match = re.fullmatch(r"(\d+\.\d+\.\d+)-gpu-jupyter", tag)
+    assert match, f"base image tag {tag!r} is not an exact TensorFlow release of the form X.Y.Z-gpu-jupyter"
+    pins = re.findall(r"^tensorflow(?:\[[^\]]*\])?==(\S+)", REQUIREMENTS.read_text(), flags=re.MULTILINE)
+    assert pins, "requirements.txt has no `tensorflow==X.Y.Z` pin"
+    assert set(pins) == {match.group(1)}, (
+        f"the Dockerfile uses {TF_IMAGE}:{tag} but requirements.txt pins tensorflow=={pins[0]}; "
+        "change both together (and re-resolve docker/requirements-cuda.txt)"
+    )
+
+
+def test_dockerfile_runs_jupyter_as_non_root_with_the_entrypoint():
+    instructions = _dockerfile_instructions()
+    users = [arguments for keyword, arguments in instructions if keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), f"last USER is {users[-1:] or 'root (none set)'}"
+    keywords = [keyword for keyword, _ in instructions]
+    for required in ("EXPOSE", "HEALTHCHECK", "ENTRYPOINT", "CMD"):
+        assert required in keywords, f"the Dockerfile has no {required}"
+    assert ("EXPOSE", "8888") in instructions
+    assert any(k == "ENTRYPOINT" and "fmnist-entrypoint" in a for k, a in instructions)
+    assert ("CMD", '["lab"]') in instructions, "CMD must be [\"lab\"]: the base image's CMD would start Jupyter as root"
+    text = DOCKERFILE.read_text()
+    assert "docker/entrypoint.sh" in text and "docker/gpu_check.py" in text
+    assert "dataset-fashion-mnist" in text and "load_data()" in text
+    assert "--no-cache-dir" in text
+
+
+def test_dockerignore_keeps_local_state_out():
+    patterns = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()} - {""}
+    for needed in (".git", ".venv", "**/__pycache__", "**/.ipynb_checkpoints", ".pytest_cache"):
+        assert needed in patterns, f".dockerignore should exclude {needed}"
+    for kept in ("notebooks", "fmnist_utils", "docker", "requirements.txt", "pyproject.toml", "README.md"):
+        assert kept not in patterns, f".dockerignore must not exclude {kept}: the image needs it"
+
+
+# --- docker-compose.yml ----------------------------------------------------------------------
+
+
+def test_compose_file_reserves_a_gpu_and_publishes_8888():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert len(services) == 1
+    (service,) = services.values()
+    devices = service["deploy"]["resources"]["reservations"]["devices"]
+    assert {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]} in devices
+    container_ports = [str(port).rsplit(":", 1)[-1] for port in service["ports"]]
+    assert "8888" in container_ports, service["ports"]
+    assert "JUPYTER_TOKEN" in service["environment"]
+    mounts = [str(volume).split(":")[1] for volume in service["volumes"]]
+    assert "/workspace/results" in mounts
+    assert any(mount.startswith("/home/") and mount.endswith("/.keras") for mount in mounts)
+    user = re.search(r"^ARG NB_USER=(\S+)", DOCKERFILE.read_text(), flags=re.MULTILINE).group(1)
+    assert f"/home/{user}/.keras" in mounts, f"the Keras cache volume must be mounted at /home/{user}/.keras"
+
+
+def test_compose_file_matches_the_compose_schema():
+    result = _run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- GitHub workflows ------------------------------------------------------------------------
+
+
+def test_workflows_exist():
+    names = {path.name for path in WORKFLOWS}
+    assert {"ci.yml", "gpu.yml"} <= names, names
+
+
+def test_workflows_match_the_github_schema(tmp_path):
+    # One run (check-jsonschema starts slowly) with a broken canary, so the check is seen to bite.
+    canary = tmp_path / "canary.yml"
+    canary.write_text("on: push\njobs:\n  test:\n    steps:\n      - run: echo\n")  # no runs-on
+    result = _run([
+        sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+        "--output-format", "JSON", *map(str, WORKFLOWS), str(canary),
+    ])
+    report = json.loads(result.stdout)
+    failing = {Path(error["filename"]).name: error for error in report["errors"]}
+    assert not report["parse_errors"], report["parse_errors"]
+    assert "canary.yml" in failing, "the schema check did not reject a workflow job without runs-on"
+    del failing["canary.yml"]
+    assert not failing, f"workflows that do not match GitHub's schema: {json.dumps(failing, indent=2)}"
+
+
+def test_workflow_jobs_have_timeouts():
+    for path in WORKFLOWS:
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            assert isinstance(job.get("timeout-minutes"), int), f"{path.name}: job {name} has no timeout-minutes"
+
+
+def _steps(workflow: str, job: str) -> list[dict]:
+    return yaml.safe_load((ROOT / ".github" / "workflows" / workflow).read_text())["jobs"][job]["steps"]
+
+
+def test_workflows_use_pinned_actions():
+    for path in WORKFLOWS:
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                if "uses" in step:
+                    assert re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", step["uses"]), step["uses"]
+
+
+def test_cpu_job_runs_readme_test_command():
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    assert jobs["test"]["runs-on"] == "ubuntu-latest"
+    assert any(step.get("run", "").strip() == "make test" for step in _steps("ci.yml", "test"))
+
+
+def test_gpu_job_asserts_a_gpu_before_running_notebooks():
+    job = yaml.safe_load((ROOT / ".github" / "workflows" / "gpu.yml").read_text())["jobs"]["notebooks-gpu"]
+    assert job["runs-on"] == ["self-hosted", "gpu"]
+    runs = [step.get("run", "") for step in job["steps"]]
+    check = next(i for i, run in enumerate(runs) if "fmnist-gpu-check --require" in run)
+    notebooks = next(i for i, run in enumerate(runs) if "--nbval-lax notebooks" in run)
+    assert check < notebooks
+    assert all("--gpus all" in runs[i] for i in (check, notebooks))
+    assert "FMNIST_PROFILE=smoke" in runs[notebooks]
+    assert any("docker build" in run for run in runs[:check])
+
+
+def test_gpu_check_script_compiles():
+    compile(GPU_CHECK.read_text(), str(GPU_CHECK), "exec")
+    assert "list_physical_devices(\"GPU\")" in GPU_CHECK.read_text()
+
+
+# --- entrypoint: never a Jupyter without a token -------------------------------------------------
+
+
+@pytest.fixture
+def fake_bin(tmp_path):
+    """A folder, first on PATH, with stand-ins for `jupyter` and `fmnist-gpu-check`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "jupyter-args"
+
+    def write(name: str, body: str) -> None:
+        path = bin_dir / name
+        path.write_text("#!/usr/bin/env bash\n" + body)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+    write("jupyter", f'printf "%s\\n" "$@" > "{record}"\nenv > "{record}.env"\n')
+    write("fmnist-gpu-check", 'echo "fake gpu check $*"; exit "${FAKE_GPU_STATUS:-0}"\n')
+    write("python3", f'exec "{sys.executable}" "$@"\n')
+    return bin_dir, record, write
+
+
+def _entrypoint(fake_bin, *args: str, **env: str) -> subprocess.CompletedProcess:
+    bin_dir, _, _ = fake_bin
+    environment = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "HOME": str(bin_dir.parent),
+        **env,
+    }
+    return subprocess.run(["bash", str(ENTRYPOINT), *args], env=environment, capture_output=True, text=True, timeout=30)
+
+
+def _token_of(record: Path) -> str:
+    args = record.read_text().splitlines()
+    tokens = [arg.split("=", 1)[1] for arg in args if re.match(r"--(IdentityProvider|ServerApp|NotebookApp)\.token=", arg)]
+    assert len(tokens) == 1, args
+    return tokens[0]
+
+
+def test_entrypoint_is_executable_bash():
+    assert os.access(ENTRYPOINT, os.X_OK), "docker/entrypoint.sh must be executable (chmod +x)"
+    assert _run(["bash", "-n", str(ENTRYPOINT)]).returncode == 0
+
+
+@pytest.mark.parametrize("token", [None, "", "   "])
+def test_entrypoint_generates_a_random_token(fake_bin, token):
+    _, record, _ = fake_bin
+    env = {} if token is None else {"JUPYTER_TOKEN": token}
+    result = _entrypoint(fake_bin, **env)
+    assert result.returncode == 0, result.stderr
+    generated = _token_of(record)
+    assert re.fullmatch(r"[0-9a-f]{48}", generated), generated
+    assert f"token={generated}" in result.stdout, "the URL with the generated token must be printed"
+    args = record.read_text().splitlines()
+    assert args[:2] == ["lab", "--ip=0.0.0.0"] and "--no-browser" in args and "--port=8888" in args
+    assert "JUPYTER_TOKEN=" not in (record.parent / "jupyter-args.env").read_text()
+    second = fake_bin[1]
+    _entrypoint(fake_bin, **env)
+    assert _token_of(second) != generated, "tokens must be random"
+
+
+def test_entrypoint_uses_jupyter_token(fake_bin):
+    _, record, _ = fake_bin
+    result = _entrypoint(fake_bin, "lab", JUPYTER_TOKEN="my-secret-token")
+    assert result.returncode == 0, result.stderr
+    assert _token_of(record) == "my-secret-token"
+    assert "my-secret-token" not in result.stdout, "a token the user chose is not echoed to the log"
+
+
+def test_entrypoint_refuses_to_start_without_a_token(fake_bin):
+    _, record, write = fake_bin
+    write("python3", "exit 1\n")  # the token generator fails
+    result = _entrypoint(fake_bin)
+    assert result.returncode != 0
+    assert not record.exists(), "Jupyter was started although no token could be made"
+    assert "refusing" in result.stderr
+
+
+def test_entrypoint_rejects_extra_jupyter_arguments(fake_bin):
+    _, record, _ = fake_bin
+    result = _entrypoint(fake_bin, "lab", "--IdentityProvider.token=")
+    assert result.returncode != 0 and not record.exists()
+
+
+def test_entrypoint_runs_other_commands(fake_bin):
+    _, record, _ = fake_bin
+    result = _entrypoint(fake_bin, "echo", "hello")
+    assert result.returncode == 0 and result.stdout.strip() == "hello"
+    assert not record.exists()
+
+
+def test_entrypoint_enforces_a_gpu_when_required(fake_bin):
+    _, record, _ = fake_bin
+    result = _entrypoint(fake_bin, FMNIST_REQUIRE_GPU="1", FAKE_GPU_STATUS="1")
+    assert result.returncode != 0 and not record.exists()
+    result = _entrypoint(fake_bin, "echo", "ran", FMNIST_REQUIRE_GPU="1", FAKE_GPU_STATUS="1")
+    assert result.returncode != 0 and "ran" not in result.stdout
+    result = _entrypoint(fake_bin, FAKE_GPU_STATUS="1")  # without the requirement: a report only
+    assert result.returncode == 0 and record.exists()

@@ -1,0 +1,40 @@
+"""The Setup cell's report, and the helpers on a second Keras backend."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from fmnist_utils.environment import library_versions, start_run
+from fmnist_utils.profiles import Profile
+
+
+def test_start_run_prints_what_the_run_is(capsys):
+    run = start_run("00_check", seed=7, epochs={"smoke": 1, "quick": 5, "full": 9}, profile=Profile("quick", "test"))
+    out = capsys.readouterr().out
+    assert run.epochs == 5 and run.backend in out and "Seed        : 7" in out and "keras" in out
+    assert run.device.startswith(("CPU: ", "GPU: "))
+    assert {"python", "keras", "numpy"} <= set(library_versions())
+
+
+def test_tiny_model_trains_under_jax():
+    """fmnist_utils uses the Keras 3 API only, so it runs on JAX as well as TensorFlow."""
+    code = textwrap.dedent("""
+        import numpy as np, keras
+        from fmnist_utils import data, evaluation, models
+        from fmnist_utils.environment import gpu_name
+        assert keras.backend.backend() == "jax", keras.backend.backend()
+        keras.utils.set_random_seed(0)
+        x = data.to_float(np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8))
+        y = np.arange(64) % 10
+        for model in (models.mlp((32,)), models.lenet()):
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+            model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+            result = evaluation.evaluate(model, x, y, flip_tta=True)
+            assert result.probabilities.shape == (64, 10)
+        print("ok", gpu_name())
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok None"

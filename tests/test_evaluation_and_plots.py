@@ -1,0 +1,115 @@
+"""Evaluation metrics on tiny known examples, and every plot function (headless)."""
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from fmnist_utils import evaluation, plots
+from fmnist_utils.environment import start_run
+from fmnist_utils.profiles import Profile
+
+Y_TRUE = np.array([0, 0, 1, 1, 2, 2])
+Y_PRED = np.array([0, 1, 1, 1, 2, 0])
+
+
+def test_confusion_matrix_known_example():
+    counts = evaluation.confusion_matrix(Y_TRUE, Y_PRED, num_classes=3)
+    assert counts.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+def test_classification_report_known_example():
+    report = evaluation.classification_report(Y_TRUE, Y_PRED, class_names=("a", "b", "c"))
+    rows = {line.split()[0]: line.split()[1:] for line in report.splitlines() if line.strip()[:1] in ("a", "b", "c")}
+    # class b: predicted 3 times, 2 right -> precision 0.667; all 2 found -> recall 1.0; F1 = 0.8
+    assert rows["b"] == ["0.667", "1.000", "0.800", "2"]
+    assert rows["c"] == ["1.000", "0.500", "0.667", "2"]
+    assert "accuracy" in report and "0.667" in report
+
+
+def test_softmax_and_evaluate_with_a_stub_model():
+    class Stub:
+        def predict(self, x, batch_size, verbose):
+            logits = np.zeros((len(x), 3))
+            logits[np.arange(len(x)), [0, 1, 2, 0]] = np.log(3.0)  # probability 0.6 for the chosen class
+            return logits
+
+    x = np.zeros((4, 28, 28, 1), np.float32)
+    result = evaluation.evaluate(Stub(), x, np.array([0, 1, 2, 1]))
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0)
+    assert result.accuracy == 0.75 and result.predictions.tolist() == [0, 1, 2, 0]
+    # three right with p = 0.6, one wrong with p(true) = 0.2
+    assert result.loss == pytest.approx(-(3 * np.log(0.6) + np.log(0.2)) / 4)
+
+
+def test_flip_tta_averages_the_mirror_view():
+    class LeftRight:
+        """Logit of class 1 grows with the brightness of the left half: mirroring moves it."""
+
+        def predict(self, x, batch_size, verbose):
+            left = x[:, :, :14, 0].sum(axis=(1, 2))
+            return np.stack([np.zeros(len(x)), left], axis=1)
+
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    x[0, :, :14] = 0.01
+    plain = evaluation.predict_probabilities(LeftRight(), x)
+    both = evaluation.predict_probabilities(LeftRight(), x, flip_tta=True)
+    assert plain[0, 1] > 0.5 and both[0, 1] == pytest.approx((plain[0, 1] + 0.5) / 2)
+
+
+def test_most_confused_pairs_and_best_epoch():
+    pairs = evaluation.most_confused_pairs(Y_TRUE, Y_PRED, top=2, class_names=("a", "b", "c"))
+    assert set(pairs) == {("a", "b", 1), ("c", "a", 1)}
+    assert evaluation.best_epoch({"val_accuracy": [0.5, 0.7, 0.6]}) == (0.7, 2)
+
+
+@pytest.fixture
+def tiny():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+    y = np.arange(40) % 10
+    probabilities = rng.dirichlet(np.ones(10), size=40)
+    return x, y, probabilities
+
+
+def test_plots_work_headless_and_return_figures(tiny, tmp_path, monkeypatch):
+    assert matplotlib.get_backend().lower() == "agg"
+    x, y, probabilities = tiny
+    history = {"loss": [1.0, 0.5], "accuracy": [0.6, 0.8], "val_loss": [1.1, 0.7], "val_accuracy": [0.55, 0.75]}
+    figures = {
+        "samples": plots.plot_samples(x, y, n=16),
+        "balance": plots.plot_class_balance(y, y[:20]),
+        "history": plots.plot_history({"a": history, "b": history}),
+        "confusion": plots.plot_confusion_matrix(y, probabilities.argmax(axis=1)),
+        "mistakes": plots.plot_misclassified(x, y, probabilities, n=8),
+        "prediction": plots.plot_prediction(x[0], probabilities[0], int(y[0])),
+        "grid": plots.plot_image_grid(x[:5, :, :, np.newaxis], titles=list("abcde"), ncols=5),
+    }
+    assert all(isinstance(f, Figure) for f in figures.values())
+    assert len(figures["samples"].axes) == 16
+    assert len(figures["history"].axes) == 2 and len(figures["history"].axes[0].lines) == 4
+    assert [a.get_title() for a in figures["confusion"].axes] == ["Confusion matrix, counts", "Confusion matrix, fraction of each true class"]
+    monkeypatch.chdir(tmp_path)
+    quick = start_run("00_check", seed=0, epochs=1, profile=Profile("quick", "test"))
+    smoke = start_run("00_check", seed=0, epochs=1, profile=Profile("smoke", "test"))
+    assert plots.save_figure(figures["prediction"], "skipped", smoke) is None
+    path = plots.save_figure(figures["prediction"], "check", quick)
+    assert path == tmp_path / "images" / "check.png" and path.stat().st_size > 1000
+    assert not (tmp_path / "images" / "skipped.png").exists()
+
+
+def test_confusion_heatmap_shows_the_counts():
+    fig = plots.plot_confusion_matrix(Y_TRUE, Y_PRED, class_names=("a", "b", "c"))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["1", "1", "0", "0", "2", "0", "1", "0", "1"]
+
+
+def test_prediction_colours_mark_right_and_wrong(tiny):
+    x, _, _ = tiny
+    probabilities = np.full(10, 0.02)
+    probabilities[3] = 0.82
+    right = plots.plot_prediction(x[0], probabilities, 3)
+    wrong = plots.plot_prediction(x[0], probabilities, 4)
+    bar = lambda fig: fig.axes[1].patches[3].get_facecolor()
+    assert bar(right) == matplotlib.colors.to_rgba(plots.CORRECT_COLOUR)
+    assert bar(wrong) == matplotlib.colors.to_rgba(plots.WRONG_COLOUR)
