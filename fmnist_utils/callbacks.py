@@ -164,13 +164,12 @@ class SWA(keras.callbacks.Callback):
                 average += (w - average) / (self.n_averaged + 1)
         self.n_averaged += 1
 
-    def apply(self, x: np.ndarray, batch_size: int = 256) -> None:
-        """Load the averaged weights into the model and recompute its BN statistics.
+    def load_average(self) -> None:
+        """Copy the averaged weights into the model's trainable variables.
 
-        Args:
-            x: training inputs, shape ``(N, ...)``, for
-                ``recompute_batchnorm_statistics``.
-            batch_size: images per forward pass of that recomputation.
+        The BatchNormalization moving statistics are left as training left
+        them, i.e. stale: call ``recompute_batchnorm_statistics`` next, or use
+        ``apply``, which does both.
         """
         if self.n_averaged == 0:
             raise ValueError(
@@ -180,6 +179,16 @@ class SWA(keras.callbacks.Callback):
             )
         for variable, average in zip(self.model.trainable_variables, self.averaged_weights):
             variable.assign(average.astype(variable.dtype))
+
+    def apply(self, x: np.ndarray, batch_size: int = 256) -> None:
+        """Load the averaged weights into the model and recompute its BN statistics.
+
+        Args:
+            x: training inputs, shape ``(N, ...)``, for
+                ``recompute_batchnorm_statistics``.
+            batch_size: images per forward pass of that recomputation.
+        """
+        self.load_average()
         n_bn = recompute_batchnorm_statistics(self.model, x, batch_size)
         if self.verbose:
             print(

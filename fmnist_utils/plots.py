@@ -108,7 +108,7 @@ def plot_misclassified(x: np.ndarray, y_true: np.ndarray, probabilities: np.ndar
     predictions = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predictions != y_true)
     wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:n]
-    titles = [f"true: {class_names[y_true[i]]}\npred: {class_names[predictions[i]]} {probabilities[i, predictions[i]]:.0%}"
+    titles = [f"true: {class_names[y_true[i]]}\npred: {class_names[predictions[i]]} {probabilities[i, predictions[i]]:.1%}"
               for i in wrong]
     return plot_image_grid(x[wrong], titles, ncols=8, size=1.6, title_colours=[WRONG_COLOUR] * len(wrong))
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from fmnist_utils.environment import Run
 from fmnist_utils.profiles import PROFILES
 
@@ -149,11 +151,6 @@ def update_readme(root: Path | None = None) -> bool:
     return updated != readme
 
 
-if __name__ == "__main__":
-    changed = update_readme()
-    print("README.md results table " + ("updated." if changed else "already up to date."))
-    sys.exit(0)
-
 
 def comparison(profile: str, records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """The recorded runs of one profile side by side, for the comparison table at the end of each notebook.
@@ -177,3 +174,105 @@ def comparison(profile: str, records: list[dict[str, Any]] | None = None) -> pd.
         if r["profile"] == profile
     ]
     return pd.DataFrame(rows).set_index("notebook") if rows else pd.DataFrame()
+
+
+PREDICTIONS_FOLDER = "predictions"
+FEATURE_SUBSET_SIZE = 2_000
+FEATURE_SUBSET_SEED = 0  # fixed, not the run's seed: every notebook stores features of the same test images
+
+
+def feature_subset(y_test: np.ndarray, n: int = FEATURE_SUBSET_SIZE, seed: int = FEATURE_SUBSET_SEED) -> np.ndarray:
+    """Sorted indices (n,) of a stratified subset of the test set, the same in every notebook.
+
+    Raises:
+        ValueError: ``y_test`` has fewer than ``n`` labels.
+    """
+    if len(y_test) < n:
+        raise ValueError(f"feature_subset needs at least {n:,} test labels, got {len(y_test):,}")
+    if len(y_test) == n:
+        return np.arange(n)
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(y_test)), train_size=n, stratify=y_test, random_state=seed)
+    return np.sort(keep)
+
+
+def penultimate_features(model: Any, x: np.ndarray, layer: str | None = None, batch_size: int = 500) -> np.ndarray:
+    """Activations (N, D) that feed the classifier: the input of the model's last layer, or the output of ``layer``.
+
+    Args:
+        model: a functional or Sequential Keras model. x: images (N, 28, 28, 1).
+        layer: name of the layer whose output to return; by default the input of the last layer (the logits
+            layer), i.e. the penultimate representation. Features of more than one axis are flattened.
+    """
+    import keras
+
+    tensor = model.get_layer(layer).output if layer else model.layers[-1].input
+    features = keras.Model(model.inputs, tensor).predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(features).reshape(len(x), -1)
+
+
+def save_predictions(run: Run, model: Any, splits: Any, *, feature_layer: str | None = None,
+                     batch_size: int = 500) -> Path | None:
+    """Write ``results/predictions/<notebook>-<profile>.npz`` for a quick or full run, for notebooks that train nothing.
+
+    The name matches the run's JSON record in ``results/``; the backend is stored inside. Contents (float16 unless
+    said otherwise): ``val_probabilities`` (N_val, 10) and ``test_probabilities`` (N_test, 10), the same with flip
+    test-time augmentation (``*_tta``), ``y_val`` and ``y_test`` (uint8 labels, to check the splits line up),
+    ``feature_indices`` (int, 2,000 test indices from :func:`feature_subset`), ``test_features`` (2,000, D) from
+    :func:`penultimate_features`, and ``metadata`` (a JSON string: notebook, profile, seed, backend, device, date).
+
+    Args:
+        run: from :func:`fmnist_utils.environment.start_run`.
+        model: the trained model the run reports, outputting logits (N, 10).
+        splits: a :class:`fmnist_utils.data.Splits` (validation and test images and labels).
+        feature_layer: see :func:`penultimate_features`.
+
+    Returns:
+        The path written, or None for the smoke profile (nothing is written).
+    """
+    from fmnist_utils.evaluation import predict_probabilities
+
+    if run.profile.name not in RECORDED_PROFILES:
+        print(f"Predictions not saved: {run.profile.name} runs only check that the notebook works.")
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    for split, x in (("val", splits.x_val), ("test", splits.x_test)):
+        for suffix, flip_tta in (("", False), ("_tta", True)):
+            probabilities = predict_probabilities(model, x, batch_size=batch_size, flip_tta=flip_tta)
+            arrays[f"{split}_probabilities{suffix}"] = probabilities.astype(np.float16)
+    indices = feature_subset(splits.y_test)
+    arrays["feature_indices"] = indices
+    arrays["test_features"] = penultimate_features(model, splits.x_test[indices], feature_layer, batch_size).astype(np.float16)
+    arrays["y_val"], arrays["y_test"] = splits.y_val.astype(np.uint8), splits.y_test.astype(np.uint8)
+    metadata = {"notebook": run.notebook, "profile": run.profile.name, "seed": run.seed, "backend": run.backend,
+                "device": run.device, "date": run.date}
+    path = results_dir() / PREDICTIONS_FOLDER / f"{run.notebook}-{run.profile.name}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, metadata=np.array(json.dumps(metadata)), **arrays)
+    print(f"Saved results/{PREDICTIONS_FOLDER}/{path.name} ({path.stat().st_size / 1024:.0f} KB)")
+    return path
+
+
+def load_predictions(notebook: str, profile: str, folder: Path | None = None) -> dict[str, Any]:
+    """Read what :func:`save_predictions` wrote: arrays by name, and ``metadata`` as a dict.
+
+    Raises:
+        FileNotFoundError: no such file; the message says which notebook run writes it.
+    """
+    path = (folder or results_dir()) / PREDICTIONS_FOLDER / f"{notebook}-{profile}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: run notebooks/{notebook}.ipynb in the {profile} profile "
+            f"(make notebooks PROFILE={profile} NOTEBOOKS=notebooks/{notebook}.ipynb) to write it."
+        )
+    with np.load(path) as stored:
+        loaded: dict[str, Any] = {name: stored[name] for name in stored.files if name != "metadata"}
+        loaded["metadata"] = json.loads(str(stored["metadata"]))
+    return loaded
+
+
+if __name__ == "__main__":
+    changed = update_readme()
+    print("README.md results table " + ("updated." if changed else "already up to date."))
+    sys.exit(0)
