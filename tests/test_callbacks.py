@@ -64,6 +64,41 @@ def test_apply_without_average_raises() -> None:
         swa.apply(x)
 
 
+def test_load_average_keeps_batchnorm_statistics_stale() -> None:
+    """The notebook scores the average before recomputing BN statistics: `load_average` must not touch them."""
+    x = np.random.default_rng(0).random((32, 4, 4, 3), dtype=np.float32)
+    y = np.random.default_rng(1).random((32, 2), dtype=np.float32)
+    model, _ = _bn_model("functional")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    swa = SWA(start_epoch=0, verbose=False)
+    model.fit(x, y, batch_size=8, epochs=3, callbacks=[swa], verbose=0)
+    statistics = [keras.ops.convert_to_numpy(v).copy() for v in model.non_trainable_variables]
+    swa.load_average()
+    for variable, average in zip(model.trainable_variables, swa.averaged_weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), average, rtol=1e-6)
+    for variable, before in zip(model.non_trainable_variables, statistics):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), before)
+
+
+def test_keras_ema_replaces_trainable_weights_at_the_end_of_fit() -> None:
+    """Notebook 03 relies on this Keras behaviour: with `use_ema=True`, `fit` ends by copying the optimizer's
+    moving average into the trainable weights (not the BN statistics), after the last `on_epoch_end`."""
+    x = np.random.default_rng(0).random((32, 4, 4, 3), dtype=np.float32)
+    y = np.random.default_rng(1).random((32, 2), dtype=np.float32)
+    model, _ = _bn_model("functional")
+    model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
+    last_epoch = {}
+    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: last_epoch.update(weights=model.get_weights()))
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[keep], verbose=0)
+    trainable = {id(v) for v in model.trainable_variables}
+    for variable, last in zip(model.weights, last_epoch["weights"]):
+        value = keras.ops.convert_to_numpy(variable)
+        if id(variable) in trainable and variable.name == "kernel":
+            assert not np.allclose(value, last), f"{variable.path} still holds the last step's weights"
+        elif id(variable) not in trainable:
+            np.testing.assert_array_equal(value, last)  # BN moving statistics: left as training left them
+
+
 def _bn_model(kind: str) -> tuple[keras.Model, list[keras.Layer]]:
     """Input (4, 4, 3) -> BN -> 1x1 conv (5) -> BN -> pooling -> Dense(2), and its five layers.
 

@@ -3,9 +3,10 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from fmnist_utils import results
+from fmnist_utils import data, evaluation, models, results
 from fmnist_utils.environment import start_run
 from fmnist_utils.profiles import Profile
 
@@ -51,3 +52,55 @@ def test_save_results_writes_a_record_and_skips_smoke(tmp_path, monkeypatch):
 def test_markers_are_required():
     with pytest.raises(ValueError, match="no results table markers"):
         results.readme_with_table("# no table", "|a|")
+
+
+def test_feature_subset_is_fixed_stratified_and_sorted():
+    y = np.repeat(np.arange(10), 1_000)
+    indices = results.feature_subset(y)
+    assert len(indices) == results.FEATURE_SUBSET_SIZE == len(np.unique(indices))
+    assert np.all(np.diff(indices) > 0)
+    assert np.all(np.bincount(y[indices], minlength=10) == 200)
+    np.testing.assert_array_equal(indices, results.feature_subset(y))  # the same in every notebook
+    with pytest.raises(ValueError, match="at least 2,000"):
+        results.feature_subset(y[:1_999])
+
+
+def _fake_splits(seed=0):
+    rng = np.random.default_rng(seed)
+    images = lambda n: rng.random((n, 28, 28, 1), dtype=np.float32)
+    labels = lambda n: np.tile(np.arange(10, dtype=np.uint8), n // 10)
+    return data.Splits(images(100), labels(100), images(60), labels(60), images(2_100), labels(2_100))
+
+
+def test_save_predictions_round_trip_and_skips_smoke(tmp_path, monkeypatch):
+    (tmp_path / "fmnist_utils").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    splits = _fake_splits()
+    model = models.mlp(hidden_units=(16, 8))
+    smoke = start_run("99_test", seed=1, epochs=1, profile=Profile("smoke", "test"))
+    assert results.save_predictions(smoke, model, splits) is None
+    quick = start_run("99_test", seed=1, epochs=1, profile=Profile("quick", "test"))
+    path = results.save_predictions(quick, model, splits)
+    assert path == tmp_path / "results" / "predictions" / "99_test-quick.npz"
+    assert [p.name for p in (tmp_path / "results").glob("*.json")] == []  # load_results never reads them
+
+    saved = results.load_predictions("99_test", "quick", tmp_path / "results")
+    assert saved["metadata"]["notebook"] == "99_test" and saved["metadata"]["backend"] == quick.backend
+    for split, n in (("val", 60), ("test", 2_100)):
+        for name in (f"{split}_probabilities", f"{split}_probabilities_tta"):
+            assert saved[name].shape == (n, 10) and saved[name].dtype == np.float16
+            np.testing.assert_allclose(saved[name].astype(np.float64).sum(axis=1), 1.0, atol=5e-3)
+    np.testing.assert_allclose(saved["test_probabilities"].astype(np.float64),
+                               evaluation.predict_probabilities(model, splits.x_test), atol=1e-3)
+    assert not np.allclose(saved["test_probabilities"], saved["test_probabilities_tta"])
+    np.testing.assert_array_equal(saved["y_test"], splits.y_test)
+    np.testing.assert_array_equal(saved["feature_indices"], results.feature_subset(splits.y_test))
+    assert saved["test_features"].shape == (2_000, 8) and saved["test_features"].dtype == np.float16  # dense2's 8 units
+    hidden = results.penultimate_features(model, splits.x_test[saved["feature_indices"]], layer="dense2")
+    np.testing.assert_allclose(saved["test_features"].astype(np.float32), hidden, rtol=1e-2, atol=1e-3)
+
+
+def test_load_predictions_says_how_to_make_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"make notebooks PROFILE=full NOTEBOOKS=notebooks/07_x.ipynb"):
+        results.load_predictions("07_x", "full", tmp_path)
