@@ -1,4 +1,5 @@
-"""Measured results: one JSON record per notebook and profile in ``results/``, and README's table.
+"""Measured results: one JSON record per notebook and profile in ``results/``, the reported model's
+predictions in ``results/predictions/`` (for notebooks that train nothing), and README's table.
 
 Every number README publishes comes from these files, written by real runs. Refresh the table with
 ``python -m fmnist_utils.results`` (``make results``); ``tests/test_results.py`` fails when README and
