@@ -152,7 +152,6 @@ def update_readme(root: Path | None = None) -> bool:
     return updated != readme
 
 
-
 def comparison(profile: str, records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """The recorded runs of one profile side by side, for the comparison table at the end of each notebook.
 
@@ -188,14 +187,11 @@ def feature_subset(y_test: np.ndarray, n: int = FEATURE_SUBSET_SIZE, seed: int =
     Raises:
         ValueError: ``y_test`` has fewer than ``n`` labels.
     """
+    from fmnist_utils.data import stratified_subset
+
     if len(y_test) < n:
         raise ValueError(f"feature_subset needs at least {n:,} test labels, got {len(y_test):,}")
-    if len(y_test) == n:
-        return np.arange(n)
-    from sklearn.model_selection import train_test_split
-
-    keep, _ = train_test_split(np.arange(len(y_test)), train_size=n, stratify=y_test, random_state=seed)
-    return np.sort(keep)
+    return np.sort(stratified_subset(np.arange(len(y_test)), y_test, n, seed)[0])
 
 
 def penultimate_features(model: Any, x: np.ndarray, layer: str | None = None, batch_size: int = 500) -> np.ndarray:
