@@ -85,7 +85,8 @@ def wide_resnet(
 
     Returns:
         A functional ``keras.Model`` mapping images ``(batch, H, W, C)`` to
-        logits ``(batch, num_classes)``; there is no softmax, so train it
+        float32 logits ``(batch, num_classes)``, also under a mixed-precision
+        dtype policy; there is no softmax, so train it
         with ``from_logits=True`` losses.
 
     Raises:
@@ -132,9 +133,12 @@ def wide_resnet(
     x = _bn(name="final_bn")(x)
     x = layers.ReLU(name="final_relu")(x)
     x = layers.GlobalAveragePooling2D(name="global_avg_pool")(x)
+    # The logits stay float32 under a mixed-precision policy ("mixed_bfloat16"), so that
+    # the softmax and the loss are computed at full precision.
     outputs = layers.Dense(
         num_classes,
         kernel_regularizer=regularizer,
+        dtype="float32",
         name="logits",
     )(x)
     return keras.Model(inputs, outputs, name=name)

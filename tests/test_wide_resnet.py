@@ -232,3 +232,15 @@ def test_trains_under_jax_backend() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "(8, 10)"
+
+
+def test_mixed_precision_computes_in_bfloat16_with_float32_logits() -> None:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = wide_resnet(depth=10, width=1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("group1_block1_conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("group1_block1_conv1").kernel.dtype == "float32"  # weights stay float32
+    logits = model(np.zeros((2, 28, 28, 1), dtype=np.float32), training=False)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
