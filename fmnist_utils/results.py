@@ -235,9 +235,11 @@ def save_predictions(run: Run, model: Any, splits: Any, *, feature_layer: str | 
         return None
     arrays: dict[str, np.ndarray] = {}
     for split, x in (("val", splits.x_val), ("test", splits.x_test)):
-        for suffix, flip_tta in (("", False), ("_tta", True)):
-            probabilities = predict_probabilities(model, x, batch_size=batch_size, flip_tta=flip_tta)
-            arrays[f"{split}_probabilities{suffix}"] = probabilities.astype(np.float16)
+        probabilities = predict_probabilities(model, x, batch_size=batch_size)
+        mirrored = predict_probabilities(model, x[:, :, ::-1], batch_size=batch_size)
+        arrays[f"{split}_probabilities"] = probabilities.astype(np.float16)
+        # what predict_probabilities(..., flip_tta=True) returns, without predicting x a second time
+        arrays[f"{split}_probabilities_tta"] = ((probabilities + mirrored) / 2).astype(np.float16)
     indices = feature_subset(splits.y_test)
     arrays["feature_indices"] = indices
     arrays["test_features"] = penultimate_features(model, splits.x_test[indices], feature_layer, batch_size).astype(np.float16)

@@ -93,6 +93,8 @@ def test_save_predictions_round_trip_and_skips_smoke(tmp_path, monkeypatch):
             np.testing.assert_allclose(saved[name].astype(np.float64).sum(axis=1), 1.0, atol=5e-3)
     np.testing.assert_allclose(saved["test_probabilities"].astype(np.float64),
                                evaluation.predict_probabilities(model, splits.x_test), atol=1e-3)
+    np.testing.assert_allclose(saved["val_probabilities_tta"].astype(np.float64),
+                               evaluation.predict_probabilities(model, splits.x_val, flip_tta=True), atol=1e-3)
     assert not np.allclose(saved["test_probabilities"], saved["test_probabilities_tta"])
     np.testing.assert_array_equal(saved["y_test"], splits.y_test)
     np.testing.assert_array_equal(saved["feature_indices"], results.feature_subset(splits.y_test))
