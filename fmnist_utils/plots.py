@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from fmnist_utils.data import CLASS_NAMES
 from fmnist_utils.environment import Run
@@ -65,12 +66,14 @@ def plot_class_balance(y_train: np.ndarray, y_test: np.ndarray, class_names: Seq
     return fig
 
 
-def plot_history(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+def plot_history(histories: Mapping[str, Mapping[str, Sequence[float]]], log_loss: bool = False) -> Figure:
     """Loss and accuracy per epoch, training (dashed) vs validation (solid), for one or more runs.
 
     Args:
         histories: ``{label: keras_history.history}``; each history holds ``loss``, ``accuracy``,
             ``val_loss`` and ``val_accuracy`` lists, one value per epoch.
+        log_loss: draw the loss on a logarithmic axis labelled with plain numbers (1, 10, 100), for
+            runs whose losses span orders of magnitude.
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for (label, history), colour in zip(histories.items(), sns.color_palette("tab10")):
@@ -78,6 +81,10 @@ def plot_history(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> Figu
         for ax, metric in zip(axes, ("loss", "accuracy")):
             ax.plot(epochs, history[metric], "--", color=colour, label=f"{label}, training")
             ax.plot(epochs, history[f"val_{metric}"], "-", color=colour, label=f"{label}, validation")
+    if log_loss:
+        axes[0].set_yscale("log")
+        axes[0].yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes[0].yaxis.set_minor_formatter(NullFormatter())
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)

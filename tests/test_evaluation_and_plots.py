@@ -88,6 +88,13 @@ def test_plots_work_headless_and_return_figures(tiny, tmp_path, monkeypatch):
     assert all(isinstance(f, Figure) for f in figures.values())
     assert len(figures["samples"].axes) == 16
     assert len(figures["history"].axes) == 2 and len(figures["history"].axes[0].lines) == 4
+    assert figures["history"].axes[0].get_yscale() == "linear"
+    log_history = plots.plot_history({"a": {**history, "val_loss": [500.0] + list(history["val_loss"][1:])}}, log_loss=True)
+    loss_axis = log_history.axes[0]
+    log_history.canvas.draw()
+    assert loss_axis.get_yscale() == "log"
+    labels = [label.get_text() for label in loss_axis.get_yticklabels() if label.get_text()]
+    assert "100" in labels and not any("^" in label for label in labels)  # plain numbers, not 10^2
     assert [a.get_title() for a in figures["confusion"].axes] == ["Confusion matrix, counts", "Confusion matrix, fraction of each true class"]
     monkeypatch.chdir(tmp_path)
     quick = start_run("00_check", seed=0, epochs=1, profile=Profile("quick", "test"))
