@@ -189,17 +189,27 @@ class ClassCapsules(keras.layers.Layer):
         """
         # Prediction vectors u_hat[b, i, j] = W[i, j] @ u[b, i]: (batch, num_in, num_capsules, capsule_dim)
         u_hat = ops.einsum("ijdk,bik->bijd", self.kernel, inputs)
-        # Routing logits b: (batch, num_in, num_capsules), zero for every sample.
-        logits = ops.zeros_like(u_hat[..., 0])
+        # Routing logits b: (batch, num_in, num_capsules) start at zero, so the first coupling,
+        # softmax(0), is uniform: 1 / num_capsules. The first pass uses that directly, as one weight
+        # per input capsule, instead of a softmax of a zero (batch, num_in, num_capsules) tensor,
+        # which XLA would constant-fold at compile time, slowly for large batches.
+        logits = coupling = None
         for iteration in range(self.routings):
-            coupling = ops.softmax(logits, axis=2)  # each input capsule splits its vote over the outputs
             last = iteration == self.routings - 1
             predictions = u_hat if last else ops.stop_gradient(u_hat)
-            outputs = squash(ops.einsum("bij,bijd->bjd", coupling, predictions))
+            if logits is None:
+                uniform = ops.full((ops.shape(u_hat)[1],), 1 / self.num_capsules, dtype=u_hat.dtype)
+                outputs = squash(ops.einsum("i,bijd->bjd", uniform, predictions))
+            else:
+                coupling = ops.softmax(logits, axis=2)  # each input capsule splits its vote over the outputs
+                outputs = squash(ops.einsum("bij,bijd->bjd", coupling, predictions))
             if not last:
                 # Agreement: dot product between each prediction and the output it predicts.
-                logits = logits + ops.einsum("bijd,bjd->bij", predictions, outputs)
+                agreement = ops.einsum("bijd,bjd->bij", predictions, outputs)
+                logits = agreement if logits is None else logits + agreement
         if return_coupling:
+            if coupling is None:  # routings == 1: the uniform coupling
+                coupling = ops.ones_like(u_hat[..., 0]) / self.num_capsules
             return outputs, coupling
         return outputs
 

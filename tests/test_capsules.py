@@ -88,6 +88,31 @@ def test_routing_coupling_is_a_distribution_over_output_capsules():
     assert not np.allclose(coupling, 1 / 5)  # routing moved away from uniform
 
 
+def _routing_by_agreement(u_hat: np.ndarray, routings: int) -> tuple[np.ndarray, np.ndarray]:
+    """Procedure 1 of Sabour et al. (2017) in NumPy, on predictions u_hat (batch, num_in, num_out, dim)."""
+    def squash_np(s):
+        norm2 = (s**2).sum(-1, keepdims=True)
+        return norm2 / (1 + norm2) * s / np.sqrt(norm2 + 1e-7)
+
+    b = np.zeros(u_hat.shape[:3])
+    for _ in range(routings):
+        c = np.exp(b) / np.exp(b).sum(axis=2, keepdims=True)
+        v = squash_np(np.einsum("bij,bijd->bjd", c, u_hat))
+        b = b + np.einsum("bijd,bjd->bij", u_hat, v)
+    return v, c
+
+
+@pytest.mark.parametrize("routings", [1, 2, 3])
+def test_routing_matches_the_paper_procedure(routings):
+    layer = ClassCapsules(num_capsules=5, capsule_dim=4, routings=routings)
+    inputs = np.random.default_rng(1).normal(size=(2, 7, 3)).astype(np.float32)
+    outputs, coupling = layer(inputs, return_coupling=True)
+    u_hat = np.einsum("ijdk,bik->bijd", ops.convert_to_numpy(layer.kernel).astype(np.float64), inputs)
+    expected_v, expected_c = _routing_by_agreement(u_hat, routings)
+    np.testing.assert_allclose(ops.convert_to_numpy(outputs), expected_v, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(coupling), expected_c, rtol=1e-4, atol=1e-6)
+
+
 def test_margin_loss_hand_computed():
     y_true = np.array([[0, 1, 0], [1, 0, 0]], dtype=np.float32)
     lengths = np.array([[0.2, 0.7, 0.05], [0.95, 0.3, 0.1]], dtype=np.float32)
