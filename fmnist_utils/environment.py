@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.util
 import os
 import platform
 import sys
@@ -41,11 +42,16 @@ def import_keras_quietly():
 
     TensorFlow 2.21 prints oneDNN and CUDA-driver notices while it is imported, before
     ``TF_CPP_MIN_LOG_LEVEL`` takes effect; they say nothing about the notebook and would clutter
-    its committed outputs. Python errors still surface: an import that fails raises as usual.
+    its committed outputs. Under another backend (JAX), Keras still imports an installed
+    TensorFlow later, in ``keras.utils.set_random_seed``, so it is imported here, quietly, too.
+    Python errors still surface: an import that fails raises as usual.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_to_devnull():
         import keras
+
+        if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+            import tensorflow  # noqa: F401
     return keras
 
 

@@ -38,3 +38,20 @@ def test_tiny_model_trains_under_jax():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok None"
+
+
+def test_setup_is_quiet_under_jax_with_tensorflow_installed():
+    """Keras imports an installed TensorFlow when seeding; its C++ notices must not reach the notebook."""
+    code = textwrap.dedent("""
+        from fmnist_utils.environment import import_keras_quietly, start_run
+        from fmnist_utils.profiles import Profile
+        keras = import_keras_quietly()
+        assert keras.backend.backend() == "jax", keras.backend.backend()
+        start_run("00_check", seed=1, epochs=1, profile=Profile("smoke", "test"))
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as in a fresh Jupyter kernel
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Backend     : jax" in done.stdout
+    assert done.stderr == ""
