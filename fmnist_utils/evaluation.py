@@ -32,17 +32,29 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def _softmax_of_predictions(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return softmax(np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64))
+
+
+def predict_with_flip_tta(model: Any, x: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N, 10) of images ``x`` (N, 28, 28, 1), and the same with flip test-time augmentation.
+
+    Flip TTA averages the probabilities of each image and of its mirror image: clothes look the same
+    mirrored, so two views vote. Each image is predicted once, and once mirrored.
+    """
+    probabilities = _softmax_of_predictions(model, x, batch_size)
+    mirrored = _softmax_of_predictions(model, x[:, :, ::-1], batch_size)
+    return probabilities, (probabilities + mirrored) / 2
+
+
 def predict_probabilities(model: Any, x: np.ndarray, batch_size: int = 500, flip_tta: bool = False) -> np.ndarray:
     """Class probabilities (N, 10) for images ``x`` (N, 28, 28, 1) from a model that outputs logits.
 
-    With ``flip_tta`` (test-time augmentation) the probabilities of each image and of its mirror
-    image are averaged: clothes look the same mirrored, so two views vote.
+    With ``flip_tta``, those of :func:`predict_with_flip_tta`.
     """
-    probabilities = softmax(np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64))
     if flip_tta:
-        mirrored = softmax(np.asarray(model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0), dtype=np.float64))
-        probabilities = (probabilities + mirrored) / 2
-    return probabilities
+        return predict_with_flip_tta(model, x, batch_size)[1]
+    return _softmax_of_predictions(model, x, batch_size)
 
 
 def evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500, flip_tta: bool = False) -> Evaluation:

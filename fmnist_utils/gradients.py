@@ -1,8 +1,8 @@
 """Gradients of the loss for one batch, per layer: how strongly each layer is told to change.
 
 Keras 3 has no backend-independent ``gradient`` function (each backend differentiates its own way), so
-:func:`kernel_gradient_norms` asks the backend directly: ``tf.GradientTape`` on TensorFlow, ``jax.grad`` of
-``model.stateless_call`` on JAX. Nothing in the model changes: no weight is updated, and batch-normalisation
+:func:`kernel_gradient_norms` writes the loss once with ``model.stateless_call`` and asks the backend to
+differentiate it: ``tf.GradientTape`` on TensorFlow, ``jax.grad`` on JAX. Nothing in the model changes: no weight is updated, and batch-normalisation
 moving statistics are left as they were.
 """
 
@@ -46,31 +46,30 @@ def kernel_gradient_norms(
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     backend = keras.backend.backend()
 
+    position = {id(variable): i for i, variable in enumerate(model.trainable_variables)}
+    trainable = [variable.value for variable in model.trainable_variables]
+    non_trainable = [variable.value for variable in model.non_trainable_variables]
+
+    def loss_of(trainable_values):
+        # stateless: the batch-norm moving statistics it would update come back as values, and are dropped
+        logits, _ = model.stateless_call(trainable_values, non_trainable, x, training=True)
+        return loss_fn(y, logits)
+
     if backend == "tensorflow":
         import tensorflow as tf
 
-        moving_statistics = [variable.numpy() for variable in model.non_trainable_variables]
-        kernels = [layer.kernel for layer in chosen]
+        trainable = [tf.convert_to_tensor(value) for value in trainable]
         with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        gradients = tape.gradient(loss, kernels)
-        for variable, value in zip(model.non_trainable_variables, moving_statistics):
-            variable.assign(value)  # a training-mode call updates them; put them back
+            tape.watch(trainable)
+            loss = loss_of(trainable)
+        all_gradients = tape.gradient(loss, trainable)
     elif backend == "jax":
         import jax
 
-        position = {id(variable): i for i, variable in enumerate(model.trainable_variables)}
-        trainable = [variable.value for variable in model.trainable_variables]
-        non_trainable = [variable.value for variable in model.non_trainable_variables]
-
-        def loss_of(trainable_values):
-            logits, _ = model.stateless_call(trainable_values, non_trainable, x, training=True)
-            return loss_fn(y, logits)
-
         all_gradients = jax.grad(loss_of)(trainable)
-        gradients = [all_gradients[position[id(layer.kernel)]] for layer in chosen]
     else:
         raise ValueError(f"kernel_gradient_norms supports the tensorflow and jax backends, not {backend!r}; "
                          "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before importing keras.")
+    gradients = [all_gradients[position[id(layer.kernel)]] for layer in chosen]
     return {layer.name: float(np.linalg.norm(keras.ops.convert_to_numpy(gradient).astype(np.float64)))
             for layer, gradient in zip(chosen, gradients)}

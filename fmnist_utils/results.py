@@ -228,18 +228,16 @@ def save_predictions(run: Run, model: Any, splits: Any, *, feature_layer: str | 
     Returns:
         The path written, or None for the smoke profile (nothing is written).
     """
-    from fmnist_utils.evaluation import predict_probabilities
+    from fmnist_utils.evaluation import predict_with_flip_tta
 
     if run.profile.name not in RECORDED_PROFILES:
         print(f"Predictions not saved: {run.profile.name} runs only check that the notebook works.")
         return None
     arrays: dict[str, np.ndarray] = {}
     for split, x in (("val", splits.x_val), ("test", splits.x_test)):
-        probabilities = predict_probabilities(model, x, batch_size=batch_size)
-        mirrored = predict_probabilities(model, x[:, :, ::-1], batch_size=batch_size)
+        probabilities, with_tta = predict_with_flip_tta(model, x, batch_size=batch_size)
         arrays[f"{split}_probabilities"] = probabilities.astype(np.float16)
-        # what predict_probabilities(..., flip_tta=True) returns, without predicting x a second time
-        arrays[f"{split}_probabilities_tta"] = ((probabilities + mirrored) / 2).astype(np.float16)
+        arrays[f"{split}_probabilities_tta"] = with_tta.astype(np.float16)
     indices = feature_subset(splits.y_test)
     arrays["feature_indices"] = indices
     arrays["test_features"] = penultimate_features(model, splits.x_test[indices], feature_layer, batch_size).astype(np.float16)
