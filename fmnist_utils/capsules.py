@@ -364,6 +364,22 @@ def capsule_network(
     return train_model, eval_model
 
 
+def length_logits_model(model: keras.Model, epsilon: float = 1e-7) -> keras.Model:
+    """Image (batch, 28, 28, 1) -> log capsule lengths (batch, num_classes), for tools that expect logits.
+
+    The rest of the repository (``evaluation``, ``results.save_predictions``) turns a model's logits
+    into probabilities with a softmax. Softmax of log lengths is the lengths divided by their sum,
+    so the predicted class is the longest capsule and the "probabilities" are each capsule's share of
+    the total length: a display convention, not a calibrated probability (margin loss trains every
+    length on its own). ``epsilon`` keeps the log finite for a zero-length capsule.
+
+    Args:
+        model: either model returned by ``capsule_network`` (or a reloaded one); it shares its weights.
+    """
+    lengths = model.get_layer("length").output
+    return keras.Model(model.inputs[0], ops.log(ops.maximum(lengths, epsilon)), name="capsnet_length_logits")
+
+
 def capsule_routing(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Class capsules and final coupling coefficients of a (trained) CapsNet.
 

@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 from keras import ops
 
+from fmnist_utils import evaluation, results
 from fmnist_utils.capsules import (
     RECONSTRUCTION_WEIGHT,
     ClassCapsules,
     Mask,
     capsule_network,
     capsule_routing,
+    length_logits_model,
     margin_loss,
     perturb_capsule,
     reconstruction_loss,
@@ -172,6 +174,20 @@ def test_tiny_network_shapes_and_routing_helper():
     np.testing.assert_allclose(grid[:, 3, 5], capsules[0, 3, 5] + np.array([-0.25, 0.0, 0.25]), rtol=1e-6)
     np.testing.assert_array_equal(np.delete(grid, 3, axis=1), 0.0)
     assert eval_model.get_layer("decoder").predict(decoder_inputs, verbose=0).shape == (3, 28, 28, 1)
+
+
+def test_length_logits_give_lengths_shares_to_evaluation_and_class_capsules_as_features():
+    _, eval_model = capsule_network(**TINY)
+    images, _ = tiny_data(n=6)
+    lengths = eval_model.predict(images, verbose=0)[0]
+    logits_model = length_logits_model(eval_model)
+    np.testing.assert_allclose(logits_model.predict(images, verbose=0), np.log(lengths), rtol=1e-5, atol=1e-5)
+    probabilities = evaluation.predict_probabilities(logits_model, images)
+    np.testing.assert_allclose(probabilities, lengths / lengths.sum(axis=1, keepdims=True), rtol=1e-4)
+    np.testing.assert_array_equal(probabilities.argmax(axis=1), lengths.argmax(axis=1))
+    features = results.penultimate_features(logits_model, images, layer="class_caps")
+    assert features.shape == (6, 10 * 16)  # the ten 16-D class capsules, flattened
+    np.testing.assert_allclose(np.linalg.norm(features.reshape(6, 10, 16), axis=-1), lengths, rtol=1e-4, atol=1e-6)
 
 
 def test_save_and_reload_round_trip(tmp_path):
