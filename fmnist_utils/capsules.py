@@ -380,6 +380,20 @@ def length_logits_model(model: keras.Model, epsilon: float = 1e-7) -> keras.Mode
     return keras.Model(model.inputs[0], ops.log(ops.maximum(lengths, epsilon)), name="capsnet_length_logits")
 
 
+def primary_capsules(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Primary capsules (batch, num_primary_capsules, capsule_dim) of a few images, e.g. (1, 1152, 8) in the paper.
+
+    Calls the layers directly rather than building a sub-model for ``predict``: meant for a handful of
+    images, and under TensorFlow every new sub-model's ``predict`` traces a function of its own.
+
+    Args:
+        model: either model returned by ``capsule_network`` (or a reloaded one).
+        images: (batch, height, width, channels).
+    """
+    features = model.get_layer("conv1")(ops.convert_to_tensor(images))
+    return ops.convert_to_numpy(model.get_layer("primary_caps")(features))
+
+
 def capsule_routing(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Class capsules and final coupling coefficients of a (trained) CapsNet.
 
@@ -392,9 +406,8 @@ def capsule_routing(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray,
         coefficients c (batch, num_primary_capsules, num_classes), e.g.
         (1, 1152, 10) for one image with the paper's architecture.
     """
-    primary_model = keras.Model(model.inputs[0], model.get_layer("primary_caps").output)
-    primary = primary_model.predict(images, verbose=0)
-    capsules, coupling = model.get_layer("class_caps")(ops.convert_to_tensor(primary), return_coupling=True)
+    primary = ops.convert_to_tensor(primary_capsules(model, images))
+    capsules, coupling = model.get_layer("class_caps")(primary, return_coupling=True)
     return ops.convert_to_numpy(capsules), ops.convert_to_numpy(coupling)
 
 
