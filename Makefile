@@ -1,37 +1,59 @@
-# Task runner. README's two commands: `make lab` (set up, then start JupyterLab) and `make test`.
+# Task runner. README's two commands: `make test` (set up, then run every test) and `make lab` (start JupyterLab).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PROFILE ?= quick
 NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# Unset: each notebook chooses by hardware (full when a GPU is visible, else quick), as it does in JupyterLab.
+PROFILE ?=
+# Jupyter refuses to run as root (containers, CI machines) unless told to.
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# JupyterLab settings that every user of this venv gets; see scripts/jupyterlab_overrides.json.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup lab test notebooks results
+.PHONY: setup lab test notebooks results bench
 
-setup: $(VENV)/.ready
+setup: $(VENV)/.ready $(LAB_OVERRIDES)
 
+# Each step says what it does; pip shows its own progress for the pins. fmnist_utils goes in with -qq (errors
+# only): with -q, pip 26 still relays setuptools' "Editable installation" warning banner, which is only noise here.
 $(VENV)/.ready: requirements.txt pyproject.toml scripts/get_dataset.sh
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	PYTHON=$(BIN)/python bash scripts/get_dataset.sh
-	touch $@
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null || { \
+	  echo "The pins in requirements.txt need Python 3.11 to 3.13, and $(PYTHON) is $$($(PYTHON) --version 2>/dev/null || echo 'not found')." \
+	    "Name another one, e.g. make setup PYTHON=python3.11" >&2; exit 1; }
+	@echo "[1/4] Creating the virtual environment $(VENV) with $$($(PYTHON) --version)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "[2/4] Installing the exact pins of requirements.txt (TensorFlow, JAX, JupyterLab and what they need: a few minutes on a first install)"
+	@$(BIN)/python -m pip install -r requirements.txt
+	@echo "[3/4] Installing fmnist_utils from this folder (editable: changes to its code apply without reinstalling)"
+	@$(BIN)/python -m pip install -qq --no-deps -e .
+	@echo "[4/4] Getting and verifying the Fashion-MNIST data"
+	@PYTHON=$(BIN)/python bash scripts/get_dataset.sh
+	@touch $@
+	@echo "Setup done: $(VENV) is ready."
+
+# No pop-up asking to fetch Jupyter's news on first start.
+$(LAB_OVERRIDES): scripts/jupyterlab_overrides.json $(VENV)/.ready
+	@echo "JupyterLab: no news pop-up on first start ($@)"
+	@mkdir -p $(@D)
+	@cp scripts/jupyterlab_overrides.json $@
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_ROOT_FLAG) notebooks/
 
-# Unit tests, Docker/workflow checks, and every notebook executed by nbval in the small CI profile.
+# Unit tests, Makefile/Docker/workflow checks, and every notebook executed by nbval in the small CI profile.
 test: setup
 	FMNIST_PROFILE=smoke $(BIN)/python -m pytest
 
-# Re-execute notebooks in a profile (make notebooks PROFILE=full NOTEBOOKS=notebooks/04_wide_resnet.ipynb),
+# Re-execute notebooks in place, printing their progress (make notebooks PROFILE=full NOTEBOOKS=notebooks/04_wide_resnet.ipynb),
 # keeping their outputs, then refresh README's results table from results/.
 notebooks: setup
-	for nb in $(NOTEBOOKS); do \
-	  FMNIST_PROFILE=$(PROFILE) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=-1 $$nb || exit 1; \
-	done
+	$(if $(PROFILE),FMNIST_PROFILE=$(PROFILE) )$(BIN)/python scripts/run_notebooks.py $(NOTEBOOKS)
 	$(BIN)/python -m fmnist_utils.results
 
 results: setup
 	$(BIN)/python -m fmnist_utils.results
+
+# Timing figures of this machine, printed with the machine's name (scripts/bench.py).
+bench: setup
+	$(BIN)/python scripts/bench.py

@@ -1,4 +1,5 @@
-"""Stochastic Weight Averaging (SWA) and BatchNormalization re-estimation.
+"""Training callbacks: Stochastic Weight Averaging (SWA) with BatchNormalization re-estimation, and a
+training time estimate.
 
 SWA (Izmailov et al., 2018, "Averaging Weights Leads to Wider Optima and
 Better Generalization", arXiv:1803.05407) keeps training with a constant (or
@@ -13,8 +14,13 @@ Two steps are needed to use the averaged network:
    ones were collected for the *individual* iterates, not for their average
    (``recompute_batchnorm_statistics``).
 
+``TrainingTimeEstimate`` prints, once the first epoch is done, how long the remaining epochs should take
+on this machine, so a reader knows whether to wait or to pick a smaller profile.
+
 All code uses Keras 3 only and runs on the TensorFlow and JAX backends.
 """
+
+import time
 
 import keras
 import numpy as np
@@ -195,3 +201,60 @@ class SWA(keras.callbacks.Callback):
                 f"SWA: loaded the average of {self.n_averaged} epoch-end weights; "
                 f"recomputed the statistics of {n_bn} BatchNormalization layers."
             )
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as ``"17.5 s"``, ``"5.8 min"`` or ``"1.2 h"``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class TrainingTimeEstimate(keras.callbacks.Callback):
+    """After the first epoch of ``fit``, print one line: its wall time and the expected time of the rest.
+
+    For example ``epoch 1 took 17.5 s; the remaining 19 epochs should take about 5.5 min on this machine``.
+    The estimate is the first epoch's wall time (training and validation) times the number of remaining
+    epochs, i.e. ``fit``'s ``epochs`` minus the epochs done. The first epoch also traces or compiles the
+    training step, so the estimate errs on the long side.
+
+    The line is printed when the second epoch begins, after Keras' progress bar has finished the first
+    epoch's line, or at the end of training if no second epoch follows (then it says no epochs remain).
+    Nothing else is printed. It measures the first epoch of every ``fit`` call it is passed to.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoch_started = 0.0
+        self._first_epoch: tuple[int, float] | None = None  # (0-based epoch, wall seconds) of this fit
+        self._printed = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._first_epoch, self._printed = None, False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._first_epoch is not None and not self._printed:
+            self._report(remaining=self.params["epochs"] - epoch)  # epochs epoch, ..., epochs - 1 (0-based)
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._first_epoch is None:
+            self._first_epoch = (epoch, time.perf_counter() - self._epoch_started)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._first_epoch is not None and not self._printed:
+            self._report(remaining=0)  # no second epoch began: the last epoch, or training stopped early
+
+    def _report(self, remaining: int) -> None:
+        """Print the line for the measured first epoch, followed by ``remaining`` epochs."""
+        epoch, seconds = self._first_epoch
+        line = f"epoch {epoch + 1} took {_duration(seconds)}; "
+        if remaining == 0:
+            line += "no epochs remain"
+        else:
+            epochs = "epoch" if remaining == 1 else f"{remaining} epochs"
+            line += f"the remaining {epochs} should take about {_duration(remaining * seconds)} on this machine"
+        print(line)
+        self._printed = True

@@ -411,9 +411,7 @@ def capsule_routing(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray,
     return ops.convert_to_numpy(capsules), ops.convert_to_numpy(coupling)
 
 
-def perturb_capsule(
-    capsules: np.ndarray, class_index: int, dim: int, deltas: Sequence[float]
-) -> np.ndarray:
+def perturb_capsule(capsules: np.ndarray, class_index: int, dim: int, deltas: Sequence[float]) -> np.ndarray:
     """Decoder inputs for the paper's perturbation figure (section 5.1).
 
     Keeps only capsule ``class_index`` (as ``Mask`` does) and adds each value

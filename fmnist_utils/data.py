@@ -21,8 +21,16 @@ if TYPE_CHECKING:
     from fmnist_utils.profiles import Profile
 
 CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 """Label ``i`` means ``CLASS_NAMES[i]`` (Zalando Research's order)."""
 
@@ -41,10 +49,18 @@ class _IdxFile:
 
 
 FILES = (
-    _IdxFile("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 0x803, 60_000),
-    _IdxFile("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 0x801, 60_000),
-    _IdxFile("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 0x803, 10_000),
-    _IdxFile("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 0x801, 10_000),
+    _IdxFile(
+        "train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 0x803, 60_000
+    ),
+    _IdxFile(
+        "train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 0x801, 60_000
+    ),
+    _IdxFile(
+        "t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 0x803, 10_000
+    ),
+    _IdxFile(
+        "t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 0x801, 10_000
+    ),
 )
 
 HOW_TO_FIX = (
@@ -68,7 +84,7 @@ def _display(path: Path) -> str:
     """A path for messages, with the home folder shown as ~ (outputs get committed)."""
     home = os.path.expanduser("~")
     text = str(path)
-    return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
+    return "~" + text[len(home) :] if home not in ("", "/") and text.startswith(home + os.sep) else text
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -102,7 +118,9 @@ def _read_verified(path: Path, spec: _IdxFile) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except gzip.BadGzipFile as error:
-            raise DatasetError(f"{where} is not a gzip file ({error}). Expected the gzipped {spec.name}. {HOW_TO_FIX}") from error
+            raise DatasetError(
+                f"{where} is not a gzip file ({error}). Expected the gzipped {spec.name}. {HOW_TO_FIX}"
+            ) from error
         except (EOFError, OSError, ValueError) as error:
             raise DatasetError(
                 f"{where} is truncated or corrupt: it does not decompress ({error}). "
@@ -112,7 +130,9 @@ def _read_verified(path: Path, spec: _IdxFile) -> np.ndarray:
     header_size = 4 + 4 * dims
     expected_shape = (spec.count, 28, 28) if dims == 3 else (spec.count,)
     if len(raw) < header_size:
-        raise DatasetError(f"{where} holds {len(raw)} bytes, too few for an IDX header. Expected {spec.name}. {HOW_TO_FIX}")
+        raise DatasetError(
+            f"{where} holds {len(raw)} bytes, too few for an IDX header. Expected {spec.name}. {HOW_TO_FIX}"
+        )
     magic, *shape = struct.unpack(f">{1 + dims}I", raw[:header_size])
     if magic != spec.magic or tuple(shape) != expected_shape:
         raise DatasetError(
@@ -185,7 +205,9 @@ def load_data(
             )
         arrays.append(_read_verified(path, spec))
     if verbose:
-        print(f"Fashion-MNIST loaded from {description} ({_display(folder)}); all four files match the official SHA-256.")
+        print(
+            f"Fashion-MNIST loaded from {description} ({_display(folder)}); all four files match the official SHA-256."
+        )
     x_train, y_train, x_test, y_test = arrays
     return (x_train, y_train), (x_test, y_test)
 
@@ -240,7 +262,10 @@ def to_float(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Splits:
-    """Training, validation and test sets ready for a model: images float32 (N, 28, 28, 1) in [0, 1], labels uint8 (N,)."""
+    """Training, validation and test sets ready for a model.
+
+    Images are float32 (N, 28, 28, 1) in [0, 1]; labels are uint8 (N,).
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -253,9 +278,16 @@ class Splits:
         return f"train {self.x_train.shape}, validation {self.x_val.shape}, test {self.x_test.shape}"
 
 
-def prepare_splits(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], *,
-                   seed: int, val_size: int = 5_000, train_images: int | None = None,
-                   validation_images: int | None = None, test_images: int | None = None) -> Splits:
+def prepare_splits(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    seed: int,
+    val_size: int = 5_000,
+    train_images: int | None = None,
+    validation_images: int | None = None,
+    test_images: int | None = None,
+) -> Splits:
     """Split off a stratified validation set, keep stratified subsets if asked (smoke runs), and scale.
 
     Args:
@@ -272,8 +304,21 @@ def prepare_splits(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray,
     return Splits(to_float(x_train), y_train, to_float(x_val), y_val, to_float(x_test), y_test)
 
 
-def load_splits(profile: "Profile", seed: int, val_size: int = 5_000) -> Splits:
-    """:func:`load_data` then :func:`prepare_splits` sized for ``profile`` (a :class:`fmnist_utils.profiles.Profile`)."""
+def load_splits(profile: Profile, seed: int, val_size: int = 5_000) -> Splits:
+    """:func:`load_data`, then :func:`prepare_splits` sized for ``profile``.
+
+    Args:
+        profile: a :class:`fmnist_utils.profiles.Profile`; its ``train_images``, ``validation_images`` and
+            ``test_images`` set the subset sizes.
+        seed: seeds the split and the subsets. val_size: validation images taken from the training images.
+    """
     train, test = load_data()
-    return prepare_splits(train, test, seed=seed, val_size=val_size, train_images=profile.train_images,
-                          validation_images=profile.validation_images, test_images=profile.test_images)
+    return prepare_splits(
+        train,
+        test,
+        seed=seed,
+        val_size=val_size,
+        train_images=profile.train_images,
+        validation_images=profile.validation_images,
+        test_images=profile.test_images,
+    )

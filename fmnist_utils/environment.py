@@ -135,7 +135,7 @@ def start_run(notebook: str, seed: int, epochs: dict[str, int] | int, profile: P
         notebook: notebook name without extension, e.g. ``"02_lenet"``.
         seed: passed to ``keras.utils.set_random_seed``.
         epochs: epochs of the main training, or a dict ``{"smoke": 1, "quick": 15, "full": 60}``.
-        profile: defaults to :func:`fmnist_utils.profiles.get_profile`.
+        profile: defaults to :func:`fmnist_utils.profiles.get_profile`, told whether :func:`gpu_name` finds a GPU.
     """
     import keras
     import matplotlib.pyplot as plt

@@ -6,8 +6,9 @@ them into probabilities here, at evaluation time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from sklearn import metrics
@@ -77,8 +78,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 
     return metrics.confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
 
 
-def most_confused_pairs(y_true: np.ndarray, y_pred: np.ndarray, top: int = 5,
-                        class_names: tuple[str, ...] = CLASS_NAMES) -> list[tuple[str, str, int]]:
+def most_confused_pairs(
+    y_true: np.ndarray, y_pred: np.ndarray, top: int = 5, class_names: tuple[str, ...] = CLASS_NAMES
+) -> list[tuple[str, str, int]]:
     """The ``top`` (true class, predicted class, count) mistakes, most frequent first."""
     counts = confusion_matrix(y_true, y_pred, len(class_names))
     np.fill_diagonal(counts, 0)

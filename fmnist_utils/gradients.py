@@ -2,8 +2,8 @@
 
 Keras 3 has no backend-independent ``gradient`` function (each backend differentiates its own way), so
 :func:`kernel_gradient_norms` writes the loss once with ``model.stateless_call`` and asks the backend to
-differentiate it: ``tf.GradientTape`` on TensorFlow, ``jax.grad`` on JAX. Nothing in the model changes: no weight is updated, and batch-normalisation
-moving statistics are left as they were.
+differentiate it: ``tf.GradientTape`` on TensorFlow, ``jax.grad`` on JAX. Nothing in the model changes:
+no weight is updated, and batch-normalisation moving statistics are left as they were.
 """
 
 from __future__ import annotations
@@ -68,8 +68,12 @@ def kernel_gradient_norms(
 
         all_gradients = jax.grad(loss_of)(trainable)
     else:
-        raise ValueError(f"kernel_gradient_norms supports the tensorflow and jax backends, not {backend!r}; "
-                         "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before importing keras.")
+        raise ValueError(
+            f"kernel_gradient_norms supports the tensorflow and jax backends, not {backend!r}; "
+            "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax before importing keras."
+        )
     gradients = [all_gradients[position[id(layer.kernel)]] for layer in chosen]
-    return {layer.name: float(np.linalg.norm(keras.ops.convert_to_numpy(gradient).astype(np.float64)))
-            for layer, gradient in zip(chosen, gradients)}
+    return {
+        layer.name: float(np.linalg.norm(keras.ops.convert_to_numpy(gradient).astype(np.float64)))
+        for layer, gradient in zip(chosen, gradients)
+    }

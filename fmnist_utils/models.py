@@ -23,8 +23,12 @@ def mlp(hidden_units: tuple[int, ...] = (512, 256), dropout: float = 0.2, name: 
     return keras.Model(inputs, outputs, name=name)
 
 
-def lenet(filters: tuple[int, int] = (6, 16), dense_units: tuple[int, int] = (120, 84), dropout: float = 0.0,
-          name: str = "lenet") -> keras.Model:
+def lenet(
+    filters: tuple[int, int] = (6, 16),
+    dense_units: tuple[int, int] = (120, 84),
+    dropout: float = 0.0,
+    name: str = "lenet",
+) -> keras.Model:
     """LeNet-5 (LeCun et al. 1998) modernised with ReLU and max-pooling (notebook 02).
 
     conv 5x5 (``filters[0]``, same padding: 28x28) -> max-pool 2 (14x14) -> conv 5x5 (``filters[1]``, valid: 10x10)
@@ -47,13 +51,21 @@ def lenet(filters: tuple[int, int] = (6, 16), dense_units: tuple[int, int] = (12
 
 def conv_bn_relu(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     """3x3 convolution (same padding, no bias: batch norm supplies the shift) -> BatchNormalization -> ReLU."""
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(
+        x
+    )
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def modern_cnn(filters: tuple[int, ...] = (32, 64, 128), convs_per_stage: int = 2, dense_units: int = 256,
-               dropout: float = 0.25, head_dropout: float = 0.5, name: str = "modern_cnn") -> keras.Model:
+def modern_cnn(
+    filters: tuple[int, ...] = (32, 64, 128),
+    convs_per_stage: int = 2,
+    dense_units: int = 256,
+    dropout: float = 0.25,
+    head_dropout: float = 0.5,
+    name: str = "modern_cnn",
+) -> keras.Model:
     """A VGG-style CNN with batch normalisation and dropout (notebook 03).
 
     For each entry of ``filters``: ``convs_per_stage`` x (conv 3x3 -> BN -> ReLU), then 2x2 max-pooling

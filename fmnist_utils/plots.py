@@ -1,12 +1,13 @@
 """Figures for the notebooks. Each function takes plain arrays and returns a matplotlib Figure.
 
-They work headless (matplotlib picks its Agg backend when there is no screen); :func:`save_figure` writes the ones README shows to ``images/``.
+They work headless (matplotlib picks its Agg backend when there is no screen); :func:`save_figure` keeps a
+figure of a real run as a PNG under ``images/``, where README and docs can link it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,41 +30,52 @@ def _as_images(x: np.ndarray) -> np.ndarray:
     return x[..., 0] if x.ndim == 4 and x.shape[-1] == 1 else x
 
 
-def plot_image_grid(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 8,
-                    cmap: str = "binary", size: float = 1.3, title_colours: Sequence[str] | None = None) -> Figure:
-    """A grid of grey images (N, H, W) or (N, H, W, 1), with optional titles, e.g. filters or augmentations."""
+def plot_image_grid(
+    images: np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    cmap: str = "binary",
+    size: float = 1.3,
+    title_colours: Sequence[str] | None = None,
+    centred: bool = False,
+) -> Figure:
+    """A grid of grey images (N, H, W) or (N, H, W, 1), with optional titles, e.g. filters or augmentations.
+
+    With ``centred``, for signed values such as filter weights: one diverging colour map (``cmap``, e.g. "RdBu")
+    for all images, with limits -m and +m, m the largest absolute value, so that zero is the map's middle colour,
+    and a colour bar.
+    """
     images = _as_images(images)
+    limit = float(np.abs(images).max()) or 1.0
+    limits = {"vmin": -limit, "vmax": limit} if centred else {}
     nrows = int(np.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * (1.25 if titles else 1)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(ncols * size, nrows * size * (1.25 if titles else 1)),
+        squeeze=False,
+        layout="constrained" if centred else None,
+    )
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index < len(images):
-            ax.imshow(images[index], cmap=cmap)
+            shown = ax.imshow(images[index], cmap=cmap, **limits)
             if titles is not None:
                 colour = title_colours[index] if title_colours is not None else "black"
                 ax.set_title(titles[index], fontsize=8, color=colour)
-    fig.tight_layout()
+    if centred:
+        fig.colorbar(shown, ax=axes, shrink=0.9)
+    else:
+        fig.tight_layout()
     return fig
 
 
-def plot_samples(x: np.ndarray, y: np.ndarray, n: int = 25, seed: int = 0,
-                 class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+def plot_samples(
+    x: np.ndarray, y: np.ndarray, n: int = 25, seed: int = 0, class_names: Sequence[str] = CLASS_NAMES
+) -> Figure:
     """``n`` random images (N, 28, 28) with their class names."""
     index = np.random.default_rng(seed).choice(len(y), size=n, replace=False)
     return plot_image_grid(x[index], [class_names[label] for label in y[index]], ncols=int(np.ceil(np.sqrt(n))))
-
-
-def plot_class_balance(y_train: np.ndarray, y_test: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> Figure:
-    """Images per class in the training and test sets (bar chart)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=False)
-    for ax, labels, title in zip(axes, (y_train, y_test), ("training set", "test set")):
-        counts = np.bincount(labels, minlength=len(class_names))
-        sns.barplot(x=list(class_names), y=counts, ax=ax, color="tab:blue")
-        ax.set_title(f"Images per class, {title} ({len(labels):,} images)")
-        ax.tick_params(axis="x", rotation=45)
-        ax.set_ylabel("images")
-    fig.tight_layout()
-    return fig
 
 
 def plot_history(histories: Mapping[str, Mapping[str, Sequence[float]]], log_loss: bool = False) -> Figure:
@@ -95,34 +107,49 @@ def plot_history(histories: Mapping[str, Mapping[str, Sequence[float]]], log_los
 
 
 def plot_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> Figure:
-    """Confusion matrix as counts and as fractions of each true class (rows sum to 1)."""
+    """Confusion matrix as counts: row = true class, column = predicted class.
+
+    One panel: with Fashion-MNIST's balanced test set (1,000 images per class) a row-normalised copy would be the
+    same numbers divided by 1,000, and per-class recall is in :func:`fmnist_utils.evaluation.classification_report`.
+    """
     counts = confusion_matrix(y_true, y_pred, len(class_names))
-    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6))
-    for ax, values, fmt, title in ((axes[0], counts, "d", "counts"), (axes[1], rows, ".2f", "fraction of each true class")):
-        sns.heatmap(values, annot=True, fmt=fmt, cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 8},
-                    xticklabels=class_names, yticklabels=class_names)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        ax.set_title(f"Confusion matrix, {title}")
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    sns.heatmap(
+        counts,
+        annot=True,
+        fmt="d",
+        cmap="Blues",
+        cbar=False,
+        ax=ax,
+        annot_kws={"fontsize": 8},
+        xticklabels=class_names,
+        yticklabels=class_names,
+    )
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Confusion matrix ({len(y_true):,} test images)")
     fig.tight_layout()
     return fig
 
 
-def plot_misclassified(x: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray, n: int = 24,
-                       class_names: Sequence[str] = CLASS_NAMES) -> Figure:
+def plot_misclassified(
+    x: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray, n: int = 24, class_names: Sequence[str] = CLASS_NAMES
+) -> Figure:
     """The ``n`` most confident mistakes: image, true class, predicted class and its probability."""
     predictions = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predictions != y_true)
     wrong = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][:n]
-    titles = [f"true: {class_names[y_true[i]]}\npred: {class_names[predictions[i]]} {probabilities[i, predictions[i]]:.1%}"
-              for i in wrong]
+    titles = [
+        f"true: {class_names[y_true[i]]}\npred: {class_names[predictions[i]]} {probabilities[i, predictions[i]]:.1%}"
+        for i in wrong
+    ]
     return plot_image_grid(x[wrong], titles, ncols=8, size=1.6, title_colours=[WRONG_COLOUR] * len(wrong))
 
 
-def plot_prediction(image: np.ndarray, probabilities: np.ndarray, true_label: int,
-                    class_names: Sequence[str] = CLASS_NAMES) -> Figure:
-    """One image (28, 28[, 1]) beside its class probabilities (10,); the predicted bar is blue if right, red if wrong."""
+def plot_prediction(
+    image: np.ndarray, probabilities: np.ndarray, true_label: int, class_names: Sequence[str] = CLASS_NAMES
+) -> Figure:
+    """One image (28, 28[, 1]) beside its class probabilities (10,); the predicted bar is blue if right, else red."""
     predicted = int(np.argmax(probabilities))
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), gridspec_kw={"width_ratios": [1, 2]})
     left.imshow(_as_images(image[np.newaxis])[0], cmap="binary")
@@ -139,9 +166,16 @@ def plot_prediction(image: np.ndarray, probabilities: np.ndarray, true_label: in
 
 
 def save_figure(fig: Figure, name: str, run: Run) -> Path | None:
-    """Save ``fig`` as ``images/<name>.png`` (README shows these) and return the path.
+    """Save ``fig`` as ``images/<name>.png`` in the repository root and return the path.
 
-    Figures of a smoke run are not saved: README shows only figures of real runs.
+    Figures are saved under ``images/`` so README and docs can link them (``![...](images/<name>.png)``);
+    a new run of the notebook overwrites them. Figures of a smoke run are not saved (None is returned):
+    only figures of quick or full runs are committed.
+
+    Args:
+        fig: the figure to save, at 90 dpi, cropped to its content.
+        name: file name without extension, e.g. ``"04_wrn_confusion_matrix"``.
+        run: from :func:`fmnist_utils.environment.start_run`; its profile decides whether to save.
     """
     if run.profile.name == "smoke":
         return None

@@ -58,11 +58,12 @@ class Profile:
         return SMOKE_TEST_IMAGES if self.name == "smoke" else None
 
 
-def get_profile(gpu_visible: bool | None = None) -> Profile:
+def get_profile(gpu_visible: bool) -> Profile:
     """Read ``FMNIST_PROFILE``; when unset, ``full`` if a GPU is visible, else ``quick``.
 
     Args:
-        gpu_visible: whether a GPU is visible; None asks the Keras backend (only when the variable is unset).
+        gpu_visible: whether the Keras backend sees a GPU, e.g.
+            ``fmnist_utils.environment.gpu_name() is not None``; used only when the variable is unset.
 
     Raises:
         ValueError: ``FMNIST_PROFILE`` holds an unknown value.
@@ -76,10 +77,6 @@ def get_profile(gpu_visible: bool | None = None) -> Profile:
                 "or unset it to choose by hardware."
             )
         return Profile(value, f"{PROFILE_VARIABLE}={value}")
-    if gpu_visible is None:
-        from fmnist_utils.environment import gpu_name
-
-        gpu_visible = gpu_name() is not None
     if gpu_visible:
         return Profile("full", "default: a GPU is visible")
     return Profile("quick", "default: no GPU visible")

@@ -29,9 +29,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         final_lr: learning rate at the end of the decay and afterwards.
     """
 
-    def __init__(
-        self, peak_lr: float, warmup_steps: int, decay_steps: int, final_lr: float = 0.0
-    ) -> None:
+    def __init__(self, peak_lr: float, warmup_steps: int, decay_steps: int, final_lr: float = 0.0) -> None:
         if warmup_steps < 0 or decay_steps < 1:
             raise ValueError(
                 f"Need warmup_steps >= 0 and decay_steps >= 1; got "
@@ -47,9 +45,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         step = ops.cast(step, "float32")
         warmup_lr = self.peak_lr * (step + 1.0) / max(self.warmup_steps, 1)
         progress = ops.clip((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
-        cosine_lr = self.final_lr + 0.5 * (self.peak_lr - self.final_lr) * (
-            1.0 + ops.cos(math.pi * progress)
-        )
+        cosine_lr = self.final_lr + 0.5 * (self.peak_lr - self.final_lr) * (1.0 + ops.cos(math.pi * progress))
         return ops.where(step < self.warmup_steps, warmup_lr, cosine_lr)
 
     def get_config(self) -> dict:

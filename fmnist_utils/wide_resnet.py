@@ -94,18 +94,14 @@ def wide_resnet(
             ``width`` < 1, or ``dropout`` is not in [0, 1).
     """
     if depth < 10 or (depth - 4) % 6 != 0:
-        raise ValueError(
-            f"depth must be 6n+4 (10, 16, 22, 28, 40), got {depth}"
-        )
+        raise ValueError(f"depth must be 6n+4 (10, 16, 22, 28, 40), got {depth}")
     if width < 1:
         raise ValueError(f"width must be a positive integer, got {width}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
     blocks_per_group = (depth - 4) // 6
-    regularizer = (
-        keras.regularizers.L2(weight_decay / 2) if weight_decay > 0 else None
-    )
+    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay > 0 else None
     if name is None:
         name = f"WRN-{depth}-{width}" if residual else f"plain-WRN-{depth}-{width}"
 
@@ -114,9 +110,7 @@ def wide_resnet(
 
     group_filters = (16 * width, 32 * width, 64 * width)
     group_strides = (1, 2, 2)
-    for group, (filters, stride) in enumerate(
-        zip(group_filters, group_strides), start=1
-    ):
+    for group, (filters, stride) in enumerate(zip(group_filters, group_strides), start=1):
         for block in range(1, blocks_per_group + 1):
             x = _basic_block(
                 x,
@@ -166,9 +160,7 @@ def _conv(
 
 def _bn(name: str) -> layers.BatchNormalization:
     """BatchNormalization with the momentum and epsilon of the paper's code."""
-    return layers.BatchNormalization(
-        momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name
-    )
+    return layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
 
 
 def _basic_block(
@@ -212,9 +204,7 @@ def _basic_block(
     if needs_projection:
         # (H, W, C_in) -> (H / stride, W / stride, C_out), from the
         # pre-activated input as in the authors' code.
-        shortcut = _conv(
-            filters, 1, stride, regularizer, name=f"{name}_shortcut"
-        )(preactivated)
+        shortcut = _conv(filters, 1, stride, regularizer, name=f"{name}_shortcut")(preactivated)
     else:
         shortcut = x
     return layers.Add(name=f"{name}_add")([y, shortcut])

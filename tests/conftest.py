@@ -5,7 +5,6 @@ import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np
 import pytest
 
 from fmnist_utils import data

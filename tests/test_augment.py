@@ -1,7 +1,5 @@
 """Tests for fmnist_utils.augment (tiny data and models, a few seconds)."""
 
-import timeit
-
 import keras
 import numpy as np
 import pytest
@@ -102,7 +100,7 @@ def test_same_seed_same_batches() -> None:
     x, y = _images(300), np.arange(300)
     first, second, other = (AugmentedBatches(x, y, batch_size=128, seed=s) for s in (7, 7, 8))
     for _ in range(2):  # two epochs
-        for (xa, ya), (xb, yb), (xc, yc) in zip(_all_batches(first), _all_batches(second), _all_batches(other)):
+        for (xa, ya), (xb, yb), (_, yc) in zip(_all_batches(first), _all_batches(second), _all_batches(other)):
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
             assert not np.array_equal(ya, yc)
@@ -140,15 +138,3 @@ def test_works_in_fit() -> None:
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(AugmentedBatches(x, y, batch_size=32), epochs=2, shuffle=False, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
-
-
-def _mean_seconds(function, rounds: int = 5, calls: int = 20) -> float:
-    """Mean seconds per call, from the fastest of several rounds (other processes share the CPU)."""
-    function()  # warm-up
-    return min(timeit.repeat(function, repeat=rounds, number=calls)) / calls
-
-
-def test_fast_enough() -> None:
-    x, rng = _images(128), np.random.default_rng(6)
-    assert _mean_seconds(lambda: random_translate(x, rng)) < 0.005
-    assert _mean_seconds(lambda: augment_batch(x, rng)) < 0.020

@@ -1,6 +1,7 @@
 """Tests for fmnist_utils.callbacks (tiny models and data, a few seconds)."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from fmnist_utils.callbacks import SWA, recompute_batchnorm_statistics
+from fmnist_utils import callbacks
+from fmnist_utils.callbacks import SWA, TrainingTimeEstimate, recompute_batchnorm_statistics
 from fmnist_utils.schedules import WarmupCosine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +90,9 @@ def test_keras_ema_replaces_trainable_weights_at_the_end_of_fit() -> None:
     model, _ = _bn_model("functional")
     model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
     last_epoch = {}
-    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: last_epoch.update(weights=model.get_weights()))
+    keep = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: last_epoch.update(weights=model.get_weights())
+    )
     model.fit(x, y, batch_size=8, epochs=2, callbacks=[keep], verbose=0)
     trainable = {id(v) for v in model.trainable_variables}
     for variable, last in zip(model.weights, last_epoch["weights"]):
@@ -229,3 +233,43 @@ def test_swa_on_jax_backend() -> None:
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SWA OK" in result.stdout
+
+
+def _fit_images(epochs: int, capsys: pytest.CaptureFixture[str]) -> str:
+    """Fit a tiny convolutional model on 16 random images (16, 28, 28, 1) for ``epochs``; return its stdout."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 28, 28, 1), dtype=np.float32), np.arange(16) % 10
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Conv2D(2, 3, strides=4), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    capsys.readouterr()
+    model.fit(x, y, batch_size=8, epochs=epochs, validation_data=(x, y), callbacks=[TrainingTimeEstimate()], verbose=0)
+    return capsys.readouterr().out
+
+
+def test_training_time_estimate_prints_one_line_after_the_first_epoch(capsys) -> None:
+    out = _fit_images(2, capsys)
+    assert re.fullmatch(
+        r"epoch 1 took \d+\.\d (s|min); the remaining epoch should take about \d+\.\d (s|min) "
+        r"on this machine\n",
+        out,
+    ), out
+    assert re.fullmatch(r"epoch 1 took \d+\.\d (s|min); no epochs remain\n", _fit_images(1, capsys))
+
+
+def test_training_time_estimate_multiplies_the_first_epoch(monkeypatch, capsys) -> None:
+    """A first epoch of 17.5 s and 19 epochs to go: about 19 x 17.5 s = 5.5 min; later epochs print nothing."""
+    clock = iter([100.0, 117.5, 118.0, 140.0])  # epoch 1 begins and ends, epoch 2 begins and ends
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    estimate = TrainingTimeEstimate()
+    estimate.set_params({"epochs": 20})
+    estimate.on_train_begin()
+    for epoch in (0, 1):
+        estimate.on_epoch_begin(epoch)
+        estimate.on_epoch_end(epoch)
+    estimate.on_train_end()
+    assert capsys.readouterr().out == (
+        "epoch 1 took 17.5 s; the remaining 19 epochs should take about 5.5 min on this machine\n"
+    )

@@ -24,6 +24,7 @@ from fmnist_utils.capsules import (
     length_logits_model,
     margin_loss,
     perturb_capsule,
+    primary_capsules,
     reconstruction_loss,
     squash,
 )
@@ -92,6 +93,7 @@ def test_routing_coupling_is_a_distribution_over_output_capsules():
 
 def _routing_by_agreement(u_hat: np.ndarray, routings: int) -> tuple[np.ndarray, np.ndarray]:
     """Procedure 1 of Sabour et al. (2017) in NumPy, on predictions u_hat (batch, num_in, num_out, dim)."""
+
     def squash_np(s):
         norm2 = (s**2).sum(-1, keepdims=True)
         return norm2 / (1 + norm2) * s / np.sqrt(norm2 + 1e-7)
@@ -136,9 +138,7 @@ def test_reconstruction_loss_is_sum_of_squared_errors_per_image():
 
 
 def test_mask_keeps_true_class_capsule_when_labels_given():
-    capsules = np.array(
-        [[[1.0, 0.0], [0.0, 3.0], [0.5, 0.5]], [[2.0, 2.0], [0.1, 0.0], [0.0, 0.2]]], dtype=np.float32
-    )
+    capsules = np.array([[[1.0, 0.0], [0.0, 3.0], [0.5, 0.5]], [[2.0, 2.0], [0.1, 0.0], [0.0, 0.2]]], dtype=np.float32)
     labels = np.array([[0, 0, 1], [0, 1, 0]], dtype=np.float32)
     masked = ops.convert_to_numpy(Mask()(capsules, labels))
     expected = np.array([[0, 0, 0, 0, 0.5, 0.5], [0, 0, 0.1, 0.0, 0, 0]], dtype=np.float32)
@@ -146,9 +146,7 @@ def test_mask_keeps_true_class_capsule_when_labels_given():
 
 
 def test_mask_keeps_longest_capsule_without_labels():
-    capsules = np.array(
-        [[[1.0, 0.0], [0.0, 3.0], [0.5, 0.5]], [[2.0, 2.0], [0.1, 0.0], [0.0, 0.2]]], dtype=np.float32
-    )
+    capsules = np.array([[[1.0, 0.0], [0.0, 3.0], [0.5, 0.5]], [[2.0, 2.0], [0.1, 0.0], [0.0, 0.2]]], dtype=np.float32)
     masked = ops.convert_to_numpy(Mask()(capsules))
     expected = np.array([[0, 0, 0, 3.0, 0, 0], [2.0, 2.0, 0, 0, 0, 0]], dtype=np.float32)
     np.testing.assert_array_equal(masked, expected)
@@ -167,6 +165,10 @@ def test_tiny_network_shapes_and_routing_helper():
     class_caps_model = keras.Model(eval_model.input, eval_model.get_layer("class_caps").output)
     np.testing.assert_allclose(capsules, class_caps_model.predict(images[:1], verbose=0), rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(coupling.sum(axis=-1), 1.0, rtol=1e-5)
+    primary_model = keras.Model(eval_model.input, eval_model.get_layer("primary_caps").output)
+    np.testing.assert_allclose(
+        primary_capsules(eval_model, images), primary_model.predict(images, verbose=0), rtol=1e-5, atol=1e-7
+    )
 
     decoder_inputs = perturb_capsule(capsules[0], class_index=3, dim=5, deltas=[-0.25, 0.0, 0.25])
     assert decoder_inputs.shape == (3, 160)

@@ -36,7 +36,10 @@ def _tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"`{name}` was not found next to {sys.executable} or on PATH; `pip install -r requirements.txt` installs it.")
+        pytest.fail(
+            f"`{name}` was not found next to {sys.executable} or on PATH; "
+            "`pip install -r requirements.txt` installs it."
+        )
     return found
 
 
@@ -108,7 +111,7 @@ def test_dockerfile_runs_jupyter_as_non_root_with_the_entrypoint():
         assert required in keywords, f"the Dockerfile has no {required}"
     assert ("EXPOSE", "8888") in instructions
     assert any(k == "ENTRYPOINT" and "fmnist-entrypoint" in a for k, a in instructions)
-    assert ("CMD", '["lab"]') in instructions, "CMD must be [\"lab\"]: the base image's CMD would start Jupyter as root"
+    assert ("CMD", '["lab"]') in instructions, 'CMD must be ["lab"]: the base image\'s CMD would start Jupyter as root'
     text = DOCKERFILE.read_text()
     assert "docker/entrypoint.sh" in text and "docker/gpu_check.py" in text
     assert "dataset-fashion-mnist" in text and "load_data()" in text
@@ -160,10 +163,19 @@ def test_workflows_match_the_github_schema(tmp_path):
     # One run (check-jsonschema starts slowly) with a broken canary, so the check is seen to bite.
     canary = tmp_path / "canary.yml"
     canary.write_text("on: push\njobs:\n  test:\n    steps:\n      - run: echo\n")  # no runs-on
-    result = _run([
-        sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-        "--output-format", "JSON", *map(str, WORKFLOWS), str(canary),
-    ])
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            "--output-format",
+            "JSON",
+            *map(str, WORKFLOWS),
+            str(canary),
+        ]
+    )
     report = json.loads(result.stdout)
     failing = {Path(error["filename"]).name: error for error in report["errors"]}
     assert not report["parse_errors"], report["parse_errors"]
@@ -210,7 +222,7 @@ def test_gpu_job_asserts_a_gpu_before_running_notebooks():
 
 def test_gpu_check_script_compiles():
     compile(GPU_CHECK.read_text(), str(GPU_CHECK), "exec")
-    assert "list_physical_devices(\"GPU\")" in GPU_CHECK.read_text()
+    assert 'list_physical_devices("GPU")' in GPU_CHECK.read_text()
 
 
 # --- entrypoint: never a Jupyter without a token -------------------------------------------------
@@ -246,7 +258,9 @@ def _entrypoint(fake_bin, *args: str, **env: str) -> subprocess.CompletedProcess
 
 def _token_of(record: Path) -> str:
     args = record.read_text().splitlines()
-    tokens = [arg.split("=", 1)[1] for arg in args if re.match(r"--(IdentityProvider|ServerApp|NotebookApp)\.token=", arg)]
+    tokens = [
+        arg.split("=", 1)[1] for arg in args if re.match(r"--(IdentityProvider|ServerApp|NotebookApp)\.token=", arg)
+    ]
     assert len(tokens) == 1, args
     return tokens[0]
 

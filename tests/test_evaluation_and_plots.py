@@ -78,7 +78,6 @@ def test_plots_work_headless_and_return_figures(tiny, tmp_path, monkeypatch):
     history = {"loss": [1.0, 0.5], "accuracy": [0.6, 0.8], "val_loss": [1.1, 0.7], "val_accuracy": [0.55, 0.75]}
     figures = {
         "samples": plots.plot_samples(x, y, n=16),
-        "balance": plots.plot_class_balance(y, y[:20]),
         "history": plots.plot_history({"a": history, "b": history}),
         "confusion": plots.plot_confusion_matrix(y, probabilities.argmax(axis=1)),
         "mistakes": plots.plot_misclassified(x, y, probabilities, n=8),
@@ -89,13 +88,15 @@ def test_plots_work_headless_and_return_figures(tiny, tmp_path, monkeypatch):
     assert len(figures["samples"].axes) == 16
     assert len(figures["history"].axes) == 2 and len(figures["history"].axes[0].lines) == 4
     assert figures["history"].axes[0].get_yscale() == "linear"
-    log_history = plots.plot_history({"a": {**history, "val_loss": [500.0] + list(history["val_loss"][1:])}}, log_loss=True)
+    log_history = plots.plot_history(
+        {"a": {**history, "val_loss": [500.0] + list(history["val_loss"][1:])}}, log_loss=True
+    )
     loss_axis = log_history.axes[0]
     log_history.canvas.draw()
     assert loss_axis.get_yscale() == "log"
     labels = [label.get_text() for label in loss_axis.get_yticklabels() if label.get_text()]
     assert "100" in labels and not any("^" in label for label in labels)  # plain numbers, not 10^2
-    assert [a.get_title() for a in figures["confusion"].axes] == ["Confusion matrix, counts", "Confusion matrix, fraction of each true class"]
+    assert [a.get_title() for a in figures["confusion"].axes] == ["Confusion matrix (40 test images)"]
     monkeypatch.chdir(tmp_path)
     quick = start_run("00_check", seed=0, epochs=1, profile=Profile("quick", "test"))
     smoke = start_run("00_check", seed=0, epochs=1, profile=Profile("smoke", "test"))
@@ -103,6 +104,16 @@ def test_plots_work_headless_and_return_figures(tiny, tmp_path, monkeypatch):
     path = plots.save_figure(figures["prediction"], "check", quick)
     assert path == tmp_path / "images" / "check.png" and path.stat().st_size > 1000
     assert not (tmp_path / "images" / "skipped.png").exists()
+
+
+def test_centred_image_grid_puts_zero_in_the_middle_of_the_colour_map():
+    weights = np.array([[[-0.5, 0.1], [0.2, 0.0]], [[0.3, -0.1], [0.0, 0.25]]])  # (2, 2, 2), largest |value| 0.5
+    fig = plots.plot_image_grid(weights, ncols=2, cmap="RdBu", centred=True)
+    images = [image for ax in fig.axes for image in ax.get_images()]
+    assert len(images) == 2 and all(image.get_clim() == (-0.5, 0.5) for image in images)
+    assert len(fig.axes) == 3  # two images and the colour bar
+    plain = plots.plot_image_grid(weights, ncols=2)
+    assert [image.get_clim() for ax in plain.axes for image in ax.get_images()] == [(-0.5, 0.2), (-0.1, 0.3)]
 
 
 def test_confusion_heatmap_shows_the_counts():
@@ -117,6 +128,9 @@ def test_prediction_colours_mark_right_and_wrong(tiny):
     probabilities[3] = 0.82
     right = plots.plot_prediction(x[0], probabilities, 3)
     wrong = plots.plot_prediction(x[0], probabilities, 4)
-    bar = lambda fig: fig.axes[1].patches[3].get_facecolor()
+
+    def bar(fig):
+        return fig.axes[1].patches[3].get_facecolor()
+
     assert bar(right) == matplotlib.colors.to_rgba(plots.CORRECT_COLOUR)
     assert bar(wrong) == matplotlib.colors.to_rgba(plots.WRONG_COLOUR)

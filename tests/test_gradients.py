@@ -76,10 +76,14 @@ def test_jax_backend_gives_the_same_norm() -> None:
                           _hand_gradient_norm(model, x, y)]))
         """
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     measured, by_hand = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured == pytest.approx(by_hand, rel=1e-5)

@@ -21,7 +21,10 @@ def test_lenet_parameters_by_hand():
 
 def test_modern_cnn_parameters_by_hand():
     model = models.modern_cnn(filters=(8, 16), convs_per_stage=1, dense_units=32)
-    bn = lambda c: 4 * c  # gamma, beta, moving mean, moving variance
+
+    def bn(channels: int) -> int:
+        return 4 * channels  # gamma, beta, moving mean, moving variance
+
     convs = (9 * 1 * 8 + bn(8)) + (9 * 8 * 16 + bn(16))
     head = (7 * 7 * 16 * 32 + bn(32)) + (32 * 10 + 10)
     assert model.count_params() == convs + head

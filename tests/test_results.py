@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_table_matches_results():
     readme = (ROOT / "README.md").read_text()
-    expected = results.readme_with_table(readme, results.results_table(results.load_results(ROOT / "results"), results.notebook_names(ROOT)))
+    expected = results.readme_with_table(
+        readme, results.results_table(results.load_results(ROOT / "results"), results.notebook_names(ROOT))
+    )
     assert readme == expected, "README's results table is stale: run `make results`"
 
 
@@ -27,10 +29,24 @@ def test_every_notebook_is_listed_and_unmeasured_says_so():
 def test_records_have_every_field_and_only_real_profiles():
     for path in (ROOT / "results").glob("*.json"):
         record = json.loads(path.read_text())
-        assert path.stem == f"{record['notebook']}-{record['profile']}"
+        assert path.stem == f"{record['notebook']}-{record['profile']}-{record['backend']}"
         assert record["profile"] in results.RECORDED_PROFILES
-        for field in ("model", "parameters", "epochs", "seed", "test_accuracy", "test_loss", "best_val_accuracy",
-                      "best_epoch", "train_seconds", "notebook_seconds", "hardware", "backend", "versions", "date"):
+        for field in (
+            "model",
+            "parameters",
+            "epochs",
+            "seed",
+            "test_accuracy",
+            "test_loss",
+            "best_val_accuracy",
+            "best_epoch",
+            "train_seconds",
+            "notebook_seconds",
+            "hardware",
+            "backend",
+            "versions",
+            "date",
+        ):
             assert field in record, f"{path.name} lacks {field}"
 
 
@@ -38,15 +54,78 @@ def test_save_results_writes_a_record_and_skips_smoke(tmp_path, monkeypatch):
     (tmp_path / "fmnist_utils").mkdir()
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
-    metrics = dict(model="m", parameters=10, test_accuracy=0.9, test_loss=0.3, best_val_accuracy=0.91, best_epoch=2, train_seconds=1.0)
+    metrics = dict(
+        model="m",
+        parameters=10,
+        test_accuracy=0.9,
+        test_loss=0.3,
+        best_val_accuracy=0.91,
+        best_epoch=2,
+        train_seconds=1.0,
+    )
     smoke = start_run("99_test", seed=1, epochs=1, profile=Profile("smoke", "test"))
     assert results.save_results(smoke, **metrics) is None
     quick = start_run("99_test", seed=1, epochs=3, profile=Profile("quick", "test"))
     path = results.save_results(quick, **metrics)
     record = json.loads(path.read_text())
-    assert path == tmp_path / "results" / "99_test-quick.json"
+    assert path == tmp_path / "results" / f"99_test-quick-{quick.backend}.json"
     assert record["epochs"] == 3 and record["seed"] == 1 and record["test_accuracy"] == 0.9
-    assert results.comparison("quick", [record]).loc["99_test", "test accuracy"] == "90.00%"
+    assert results.comparison("quick", [record]).loc[("99_test", quick.backend), "test accuracy"] == "90.00%"
+
+
+def _record(notebook="01_mlp", profile="quick", backend="tensorflow", accuracy=0.9):
+    return {
+        "notebook": notebook,
+        "model": "MLP",
+        "parameters": 1_000,
+        "profile": profile,
+        "epochs": 2,
+        "seed": 0,
+        "test_accuracy": accuracy,
+        "best_val_accuracy": accuracy,
+        "train_seconds": 60.0,
+        "notebook_seconds": 120.0,
+        "hardware": "CPU: x, 2 cores",
+        "backend": backend,
+    }
+
+
+def test_two_backends_keep_their_own_records(tmp_path, monkeypatch):
+    """A JAX run of a notebook and profile sits beside the TensorFlow one; nothing is overwritten."""
+    (tmp_path / "fmnist_utils").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    metrics = dict(model="m", parameters=10, test_loss=0.3, best_val_accuracy=0.91, best_epoch=2, train_seconds=1.0)
+    for backend, accuracy in (("tensorflow", 0.9), ("jax", 0.8)):
+        run = start_run("99_test", seed=1, epochs=3, profile=Profile("quick", "test"))
+        run.backend = backend
+        results.save_results(run, test_accuracy=accuracy, **metrics)
+    records = results.load_results(tmp_path / "results")
+    assert [(r["backend"], r["test_accuracy"]) for r in records] == [("jax", 0.8), ("tensorflow", 0.9)]
+
+
+def test_table_labels_backends_only_when_several_ran_a_profile():
+    records = [_record(backend="jax", accuracy=0.8), _record(accuracy=0.9), _record(profile="full", accuracy=0.95)]
+    row = results.results_table(records, ["01_mlp"]).splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3:5] == ["80.00% (jax); 90.00% (tensorflow)", "95.00%"]
+    assert cells[5] == (
+        "quick: CPU: x, 2 cores, jax, 2.0 min; quick: CPU: x, 2 cores, tensorflow, 2.0 min; "
+        "full: CPU: x, 2 cores, tensorflow, 2.0 min"
+    )
+
+
+def test_comparison_has_a_row_per_notebook_and_backend():
+    records = [
+        _record(backend="jax", accuracy=0.8),
+        _record(accuracy=0.9),
+        _record("02_lenet"),
+        _record(profile="full", accuracy=0.95),
+    ]
+    table = results.comparison("quick", records)
+    assert list(table.index) == [("01_mlp", "jax"), ("01_mlp", "tensorflow"), ("02_lenet", "tensorflow")]
+    assert table.loc[("01_mlp", "jax"), "test accuracy"] == "80.00%"
+    assert results.comparison("full", []).empty
 
 
 def test_markers_are_required():
@@ -67,8 +146,13 @@ def test_feature_subset_is_fixed_stratified_and_sorted():
 
 def _fake_splits(seed=0):
     rng = np.random.default_rng(seed)
-    images = lambda n: rng.random((n, 28, 28, 1), dtype=np.float32)
-    labels = lambda n: np.tile(np.arange(10, dtype=np.uint8), n // 10)
+
+    def images(n: int) -> np.ndarray:
+        return rng.random((n, 28, 28, 1), dtype=np.float32)
+
+    def labels(n: int) -> np.ndarray:
+        return np.tile(np.arange(10, dtype=np.uint8), n // 10)
+
     return data.Splits(images(100), labels(100), images(60), labels(60), images(2_100), labels(2_100))
 
 
@@ -82,19 +166,25 @@ def test_save_predictions_round_trip_and_skips_smoke(tmp_path, monkeypatch):
     assert results.save_predictions(smoke, model, splits) is None
     quick = start_run("99_test", seed=1, epochs=1, profile=Profile("quick", "test"))
     path = results.save_predictions(quick, model, splits)
-    assert path == tmp_path / "results" / "predictions" / "99_test-quick.npz"
+    assert path == tmp_path / "results" / "predictions" / f"99_test-quick-{quick.backend}.npz"
     assert [p.name for p in (tmp_path / "results").glob("*.json")] == []  # load_results never reads them
 
-    saved = results.load_predictions("99_test", "quick", tmp_path / "results")
+    saved = results.load_predictions("99_test", "quick", folder=tmp_path / "results")
     assert saved["metadata"]["notebook"] == "99_test" and saved["metadata"]["backend"] == quick.backend
     for split, n in (("val", 60), ("test", 2_100)):
         for name in (f"{split}_probabilities", f"{split}_probabilities_tta"):
             assert saved[name].shape == (n, 10) and saved[name].dtype == np.float16
             np.testing.assert_allclose(saved[name].astype(np.float64).sum(axis=1), 1.0, atol=5e-3)
-    np.testing.assert_allclose(saved["test_probabilities"].astype(np.float64),
-                               evaluation.predict_probabilities(model, splits.x_test), atol=1e-3)
-    np.testing.assert_allclose(saved["val_probabilities_tta"].astype(np.float64),
-                               evaluation.predict_probabilities(model, splits.x_val, flip_tta=True), atol=1e-3)
+    np.testing.assert_allclose(
+        saved["test_probabilities"].astype(np.float64),
+        evaluation.predict_probabilities(model, splits.x_test),
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        saved["val_probabilities_tta"].astype(np.float64),
+        evaluation.predict_probabilities(model, splits.x_val, flip_tta=True),
+        atol=1e-3,
+    )
     assert not np.allclose(saved["test_probabilities"], saved["test_probabilities_tta"])
     np.testing.assert_array_equal(saved["y_test"], splits.y_test)
     np.testing.assert_array_equal(saved["feature_indices"], results.feature_subset(splits.y_test))
@@ -105,4 +195,27 @@ def test_save_predictions_round_trip_and_skips_smoke(tmp_path, monkeypatch):
 
 def test_load_predictions_says_how_to_make_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"make notebooks PROFILE=full NOTEBOOKS=notebooks/07_x.ipynb"):
-        results.load_predictions("07_x", "full", tmp_path)
+        results.load_predictions("07_x", "full", folder=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"KERAS_BACKEND=jax make notebooks PROFILE=full"):
+        results.load_predictions("07_x", "full", "jax", folder=tmp_path)
+
+
+def test_load_predictions_picks_the_backend(tmp_path):
+    folder = tmp_path / results.PREDICTIONS_FOLDER
+    folder.mkdir()
+    for backend in ("tensorflow", "jax"):
+        np.savez(
+            folder / f"07_x-quick-{backend}.npz",
+            metadata=np.array(json.dumps({"backend": backend})),
+            y_test=np.arange(3),
+        )
+    assert results.load_predictions("07_x", "quick", "jax", folder=tmp_path)["metadata"]["backend"] == "jax"
+    with pytest.raises(ValueError, match=r"several Keras backends: jax, tensorflow\. Pick one .*backend='jax'"):
+        results.load_predictions("07_x", "quick", folder=tmp_path)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"under the torch backend .* Saved backends of this notebook and profile: jax, tensorflow",
+    ):
+        results.load_predictions("07_x", "quick", "torch", folder=tmp_path)
+    (folder / "07_x-quick-jax.npz").unlink()
+    assert results.load_predictions("07_x", "quick", folder=tmp_path)["metadata"]["backend"] == "tensorflow"

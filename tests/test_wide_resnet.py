@@ -23,9 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def _projection_names(model: keras.Model) -> set[str]:
     """Names of the 1x1 convolutions, i.e. the shortcut projections."""
     return {
-        layer.name
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1)
+        layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (1, 1)
     }
 
 
@@ -73,7 +71,8 @@ def test_parameter_count_wrn_10_1_by_hand() -> None:
         + 1 * 1 * 32 * 64  # 1x1 projection conv
         # head
         + 4 * 64  # final bn
-        + 64 * 10 + 10  # dense kernel + bias
+        + 64 * 10
+        + 10  # dense kernel + bias
     )
     assert expected == 78_042
     model = wide_resnet(depth=10, width=1)
@@ -100,9 +99,7 @@ def test_parameter_count_wrn_10_1_by_hand() -> None:
         ),
     ],
 )
-def test_projections_exactly_where_shape_changes(
-    width: int, expected: set[str]
-) -> None:
+def test_projections_exactly_where_shape_changes(width: int, expected: set[str]) -> None:
     model = wide_resnet(depth=16, width=width)  # n = 2 blocks per group
     assert _projection_names(model) == expected
     assert {layer.name for layer in model.layers if "shortcut" in layer.name} == expected
@@ -129,11 +126,7 @@ def test_plain_network_has_no_skips() -> None:
     assert _projection_names(plain) == set()
     assert plain.output.shape == residual.output.shape == (None, 10)
     # Same layers otherwise: only shortcuts and additions are removed.
-    residual_names = {
-        layer.name
-        for layer in residual.layers
-        if not layer.name.endswith(("_shortcut", "_add"))
-    }
+    residual_names = {layer.name for layer in residual.layers if not layer.name.endswith(("_shortcut", "_add"))}
     assert {layer.name for layer in plain.layers} == residual_names
 
 
@@ -147,11 +140,7 @@ def test_dropout_layers_only_when_requested() -> None:
 
 def test_weight_decay_is_half_l2() -> None:
     model = wide_resnet(depth=10, width=1, weight_decay=5e-4)
-    kernels = [
-        layer
-        for layer in model.layers
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
-    ]
+    kernels = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
     assert len(model.losses) == len(kernels)  # one penalty per kernel
     dense = model.get_layer("logits")
     kernel = keras.ops.convert_to_numpy(dense.kernel)
@@ -218,9 +207,7 @@ def test_trains_under_jax_backend() -> None:
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
-        ),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     result = subprocess.run(
         [sys.executable, "-c", script],
