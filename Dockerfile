@@ -55,6 +55,8 @@ RUN python3 -m pip install --no-cache-dir --no-deps /workspace \
     && rm -rf /workspace/build /workspace/fmnist_utils.egg-info \
     && install -m 0755 /workspace/docker/entrypoint.sh /usr/local/bin/fmnist-entrypoint \
     && install -m 0755 /workspace/docker/gpu_check.py /usr/local/bin/fmnist-gpu-check \
+    && install -D -m 0644 /workspace/scripts/jupyterlab_overrides.json \
+        "$(python3 -c 'import sys; print(sys.prefix)')/share/jupyter/lab/settings/overrides.json" \
     && install -d -o "${NB_UID}" -g "${NB_GID}" /workspace/results "/home/${NB_USER}/.keras"
 
 USER ${NB_UID}:${NB_GID}
