@@ -1,0 +1,129 @@
+"""Combine and calibrate saved class probabilities: greedy ensembles, expected calibration error, temperature scaling.
+
+Everything here works on probabilities (N, 10) such as ``results.load_predictions`` returns, so it trains nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+
+@dataclass(frozen=True)
+class GreedyEnsemble:
+    """The result of :func:`greedy_ensemble`.
+
+    Attributes:
+        members: the chosen candidates' names in the order picked; a name may repeat (a repeated member weighs more).
+        history: validation accuracy of the average after each pick, ``len(history) == max_members``.
+        picks: every pick made, ``len(picks) == max_members``; ``members`` is the prefix with the best accuracy.
+    """
+
+    members: list[str]
+    history: list[float]
+    picks: list[str]
+
+    def average(self, probabilities: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Mean of the members' probabilities (N, 10), each member counted as often as it was picked."""
+        return np.mean([probabilities[name] for name in self.members], axis=0)
+
+
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows of ``probabilities`` (N, C) whose largest entry is at the label (N,)."""
+    return float(np.mean(probabilities.argmax(axis=1) == labels))
+
+
+def greedy_ensemble(
+    val_probabilities: Mapping[str, np.ndarray], y_val: np.ndarray, max_members: int = 20
+) -> GreedyEnsemble:
+    """Greedy forward selection with replacement (Caruana et al., 2004) on the validation split.
+
+    Start from the empty ensemble; at each step add the candidate (possibly one already in) whose addition gives
+    the highest validation accuracy of the averaged probabilities, ties to the first in ``val_probabilities``'
+    order. After ``max_members`` steps keep the prefix with the best validation accuracy (the shortest on ties).
+    The test set plays no part.
+
+    Args:
+        val_probabilities: candidate name -> validation probabilities (N_val, C), all of the same shape.
+        y_val: validation labels (N_val,).
+        max_members: how many picks to make.
+
+    Raises:
+        ValueError: no candidates, shapes that differ, labels that do not match, or ``max_members < 1``.
+    """
+    if not val_probabilities:
+        raise ValueError("greedy_ensemble needs at least one candidate's validation probabilities.")
+    if max_members < 1:
+        raise ValueError(f"max_members must be at least 1, not {max_members}.")
+    shapes = {name: np.shape(p) for name, p in val_probabilities.items()}
+    if len(set(shapes.values())) != 1 or next(iter(shapes.values()))[0] != len(y_val):
+        raise ValueError(f"Every candidate needs probabilities of shape ({len(y_val)}, classes); got {shapes}.")
+    names = list(val_probabilities)
+    total = np.zeros_like(np.asarray(val_probabilities[names[0]], dtype=np.float64))
+    picks: list[str] = []
+    history: list[float] = []
+    for step in range(1, max_members + 1):
+        scores = [accuracy((total + val_probabilities[name]) / step, y_val) for name in names]
+        best = names[int(np.argmax(scores))]
+        total += val_probabilities[best]
+        picks.append(best)
+        history.append(max(scores))
+    size = int(np.argmax(history)) + 1
+    return GreedyEnsemble(members=picks[:size], history=history, picks=picks)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: the gap between confidence and accuracy, averaged over confidence bins.
+
+    The confidence of an image is its largest probability; images are put in ``bins`` equal-width bins of
+    confidence over [0, 1], and ECE = sum over bins of (images in bin / N) * |accuracy in bin - mean confidence
+    in bin|. 0 for a perfectly calibrated model; a fraction, like accuracy.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
+
+
+def reliability_curve(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-empty confidence bin (as in :func:`expected_calibration_error`): mean confidence, accuracy, count."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    used = [b for b in range(bins) if (which == b).any()]
+    return (
+        np.array([confidence[which == b].mean() for b in used]),
+        np.array([correct[which == b].mean() for b in used]),
+        np.array([(which == b).sum() for b in used]),
+    )
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax of log(probabilities) / temperature: > 1 softens, < 1 sharpens; the predicted class never changes."""
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the true class, in nats."""
+    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0))))
+
+
+def fit_temperature(val_probabilities: np.ndarray, y_val: np.ndarray) -> float:
+    """Temperature scaling (Guo et al., 2017): the T in [0.05, 20] that minimises validation cross-entropy."""
+    result = minimize_scalar(
+        lambda t: cross_entropy(apply_temperature(val_probabilities, t), y_val), bounds=(0.05, 20.0), method="bounded"
+    )
+    return float(result.x)
