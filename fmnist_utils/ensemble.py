@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from fmnist_utils.evaluation import cross_entropy, softmax
+
 
 @dataclass(frozen=True)
 class GreedyEnsemble:
@@ -75,28 +77,13 @@ def greedy_ensemble(
     return GreedyEnsemble(members=picks[:size], history=history, picks=picks)
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error: the gap between confidence and accuracy, averaged over confidence bins.
-
-    The confidence of an image is its largest probability; images are put in ``bins`` equal-width bins of
-    confidence over [0, 1], and ECE = sum over bins of (images in bin / N) * |accuracy in bin - mean confidence
-    in bin|. 0 for a perfectly calibrated model; a fraction, like accuracy.
-    """
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    error = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(error)
-
-
 def reliability_curve(
     probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per non-empty confidence bin (as in :func:`expected_calibration_error`): mean confidence, accuracy, count."""
+    """Per non-empty confidence bin: mean confidence, accuracy and number of images.
+
+    The confidence of an image is its largest probability; images go into ``bins`` equal-width bins over [0, 1].
+    """
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     which = np.minimum((confidence * bins).astype(int), bins - 1)
@@ -108,17 +95,19 @@ def reliability_curve(
     )
 
 
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: the gap between confidence and accuracy, averaged over confidence bins.
+
+    Over the bins of :func:`reliability_curve`, ECE = sum of (images in bin / N) * |accuracy in bin - mean
+    confidence in bin|. 0 for a perfectly calibrated model; a fraction, like accuracy.
+    """
+    confidence, accuracy_in_bin, count = reliability_curve(probabilities, labels, bins)
+    return float(np.sum(count / len(labels) * np.abs(accuracy_in_bin - confidence)))
+
+
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """Softmax of log(probabilities) / temperature: > 1 softens, < 1 sharpens; the predicted class never changes."""
-    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-probability of the true class, in nats."""
-    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0))))
+    return softmax(np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature)
 
 
 def fit_temperature(val_probabilities: np.ndarray, y_val: np.ndarray) -> float:

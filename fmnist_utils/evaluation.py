@@ -33,6 +33,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability (nats) of the true class: probabilities (N, C), labels (N,)."""
+    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0))))
+
+
 def _softmax_of_predictions(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
     return softmax(np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64))
 
@@ -62,7 +67,7 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 500, fl
     """Accuracy and cross-entropy of ``model`` on images ``x`` (N, 28, 28, 1) with labels ``y`` (N,)."""
     probabilities = predict_probabilities(model, x, batch_size=batch_size, flip_tta=flip_tta)
     predictions = probabilities.argmax(axis=1)
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, 1.0))))
+    loss = cross_entropy(probabilities, y)
     return Evaluation(float(np.mean(predictions == y)), loss, probabilities, predictions)
 
 
