@@ -11,9 +11,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
+from pandas.api.types import is_numeric_dtype
 
 from fmnist_utils.data import CLASS_NAMES
 from fmnist_utils.environment import Run
@@ -183,3 +185,64 @@ def save_figure(fig: Figure, name: str, run: Run) -> Path | None:
     path.parent.mkdir(exist_ok=True)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     return path
+
+
+def plot_parallel_coordinates(
+    table: pd.DataFrame, columns: Sequence[str], score: str, log_scale: Sequence[str] = ()
+) -> Figure:
+    """Parallel coordinates of hyperparameter trials, the picture of TensorBoard's HParams dashboard.
+
+    One vertical axis per column of ``columns`` and one for ``score``; each trial (row of ``table``) is a line
+    across them, coloured by its score, the best trial drawn thickest on top. Numeric axes run from their
+    minimum (bottom) to maximum (top), logarithmically for the columns in ``log_scale``; text columns get
+    one evenly spaced position per value, labelled.
+
+    Args:
+        table: one row per trial, e.g. from :func:`fmnist_utils.tuning.trials_table`; rows without a score
+            are left out.
+        columns: hyperparameter columns, in the order of the axes.
+        score: the column that colours the lines, e.g. ``"val_accuracy"``.
+        log_scale: columns of positive numbers to place on a log scale.
+    """
+    table = table.dropna(subset=[score]).sort_values(score)
+    if table.empty:
+        raise ValueError(f"No trial has a {score!r} yet: nothing to draw.")
+    axes_names = [*columns, score]
+    positions = np.empty((len(table), len(axes_names)))
+    labels: list[tuple[list[float], list[str]]] = []
+    for index, name in enumerate(axes_names):
+        values = table[name]
+        if not is_numeric_dtype(values):
+            categories = sorted(values.unique(), key=str)
+            codes = values.map({category: i for i, category in enumerate(categories)}).to_numpy(float)
+            spread = max(len(categories) - 1, 1)
+            positions[:, index] = codes / spread
+            labels.append(([i / spread for i in range(len(categories))], [str(c) for c in categories]))
+            continue
+        numbers = values.to_numpy(float)
+        scale = np.log10 if name in log_scale else (lambda v: v)
+        low, high = scale(numbers.min()), scale(numbers.max())
+        spread = (high - low) or 1.0
+        positions[:, index] = (scale(numbers) - low) / spread
+        ticks = np.linspace(0, 1, 3) if high > low else np.array([0.0])
+        real = 10 ** (low + ticks * spread) if name in log_scale else low + ticks * spread
+        labels.append((list(ticks), [f"{value:.3g}" for value in real]))
+    fig, ax = plt.subplots(figsize=(2 * len(axes_names) + 1, 4))
+    scores = table[score].to_numpy(float)
+    colours = plt.get_cmap("viridis")((scores - scores.min()) / ((scores.max() - scores.min()) or 1.0))
+    for row, colour in zip(positions, colours):
+        ax.plot(range(len(axes_names)), row, color=colour, alpha=0.8, linewidth=1.2)
+    ax.plot(range(len(axes_names)), positions[-1], color=colours[-1], linewidth=3, label="best trial")
+    for index, (ticks, texts) in enumerate(labels):
+        ax.axvline(index, color="grey", linewidth=0.8)
+        for tick, text in zip(ticks, texts):
+            ax.annotate(text, (index, tick), xytext=(4, 0), textcoords="offset points", fontsize=8, va="center")
+    ax.set_xticks(range(len(axes_names)), [name.replace("_", " ") for name in axes_names])
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlim(-0.2, len(axes_names) - 0.6)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    return fig

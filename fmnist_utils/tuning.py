@@ -1,0 +1,299 @@
+"""Hyperparameter search for notebook 07 with KerasTuner: the search space of notebook 03's CNN, the
+training recipe every trial follows, and the table of the trials a tuner wrote to disk.
+
+A search has two stages. The coarse one samples :class:`SearchSpace` widely; the fine one samples
+``space.around(best_values)``, a narrower space around the best coarse trial. Every trial trains
+:func:`fmnist_utils.models.modern_cnn` with notebook 03's optimiser (AdamW), label smoothing and batch
+size, and is scored by its best validation accuracy over its epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+import numpy as np
+import pandas as pd
+
+from fmnist_utils import models
+from fmnist_utils.augment import AugmentedBatches
+from fmnist_utils.schedules import WarmupCosine
+
+AUGMENTATIONS: dict[str, dict[str, Any]] = {
+    "none": {"flip": False, "max_shift": 0, "erasing_p": 0.0},
+    "flip": {"flip": True, "max_shift": 0, "erasing_p": 0.0},
+    "flip + shift": {"flip": True, "max_shift": 2, "erasing_p": 0.0},
+    "flip + shift + erasing": {"flip": True, "max_shift": 2, "erasing_p": 0.5},
+}
+"""Augmentation strengths, weakest first: keyword arguments of :class:`fmnist_utils.augment.AugmentedBatches`."""
+
+HYPERPARAMETERS = ("learning_rate", "width", "dropout", "weight_decay", "augmentation")
+LOG_SCALE = ("learning_rate", "weight_decay")
+STAGE_DROPOUT_SHARE = 1 / 3  # dropout after each stage, as a share of the head's (notebook 03: 0.1 and 0.3)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where a search looks. Ranges are ``(low, high)``, inclusive; choices are tuples.
+
+    Attributes:
+        learning_rate: peak learning rate of AdamW, sampled on a log scale.
+        width: multipliers of the base filters per stage, e.g. ``(0.5, 1.0)``.
+        dropout: dropout before the classifier; each stage's dropout is a third of it.
+        weight_decay: AdamW's decoupled weight decay, sampled on a log scale.
+        augmentation: names from :data:`AUGMENTATIONS`.
+    """
+
+    learning_rate: tuple[float, float]
+    width: tuple[float, ...]
+    dropout: tuple[float, float]
+    weight_decay: tuple[float, float]
+    augmentation: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "dropout", "weight_decay"):
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"SearchSpace.{name}=({low}, {high}): the low end must not exceed the high end.")
+        for name in LOG_SCALE:
+            if getattr(self, name)[0] <= 0:
+                raise ValueError(f"SearchSpace.{name} is sampled on a log scale, so it must be positive.")
+        if not 0 <= self.dropout[0] <= self.dropout[1] < 1:
+            raise ValueError(f"SearchSpace.dropout={self.dropout}: dropout rates lie in [0, 1).")
+        if not self.width or min(self.width) <= 0:
+            raise ValueError(f"SearchSpace.width={self.width}: give at least one positive width multiplier.")
+        unknown = [name for name in self.augmentation if name not in AUGMENTATIONS]
+        if not self.augmentation or unknown:
+            raise ValueError(
+                f"SearchSpace.augmentation={self.augmentation}: choose one or more of {list(AUGMENTATIONS)}."
+            )
+
+    def __str__(self) -> str:
+        def span(name: str, form: str) -> str:
+            low, high = getattr(self, name)
+            scale = " (log scale)" if name in LOG_SCALE else ""
+            return f"{low:{form}}" if low == high else f"{low:{form}} to {high:{form}}{scale}"
+
+        return (
+            f"learning rate {span('learning_rate', '.1e')}; width {' or '.join(map(str, self.width))}; "
+            f"dropout {span('dropout', '.2f')}; weight decay {span('weight_decay', '.1e')}; "
+            f"augmentation {' or '.join(self.augmentation)}"
+        )
+
+    @classmethod
+    def point(cls, values: Mapping[str, Any]) -> SearchSpace:
+        """The space that holds only ``values`` (a dict of the five hyperparameters): every trial is that one."""
+        return cls(
+            learning_rate=(values["learning_rate"],) * 2,
+            width=(values["width"],),
+            dropout=(values["dropout"],) * 2,
+            weight_decay=(values["weight_decay"],) * 2,
+            augmentation=(values["augmentation"],),
+        )
+
+    def around(self, values: Mapping[str, Any], factor: float = 2.0, dropout_step: float = 0.1) -> SearchSpace:
+        """A narrower space around one trial's ``values``, kept inside this space.
+
+        Learning rate and weight decay range over ``value / factor`` to ``value * factor``, dropout over
+        ``value ± dropout_step``; width and augmentation are fixed to the trial's choices.
+        """
+
+        def clip(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float]:
+            return max(low, bounds[0]), min(high, bounds[1])
+
+        return replace(
+            self,
+            learning_rate=clip(values["learning_rate"] / factor, values["learning_rate"] * factor, self.learning_rate),
+            weight_decay=clip(values["weight_decay"] / factor, values["weight_decay"] * factor, self.weight_decay),
+            dropout=clip(values["dropout"] - dropout_step, values["dropout"] + dropout_step, self.dropout),
+            width=(values["width"],),
+            augmentation=(values["augmentation"],),
+        )
+
+    def sample(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        """Register this space's hyperparameters in ``hp`` and return their values for this trial."""
+
+        def number(name: str, sampling: str) -> float:
+            low, high = getattr(self, name)
+            if low == high:
+                return hp.Fixed(name, low)
+            return hp.Float(name, low, high, sampling=sampling)
+
+        return {
+            "learning_rate": number("learning_rate", "log"),
+            "width": hp.Choice("width", list(self.width)),
+            "dropout": number("dropout", "linear"),
+            "weight_decay": number("weight_decay", "log"),
+            "augmentation": hp.Choice("augmentation", list(self.augmentation)),
+        }
+
+
+def scaled_filters(base_filters: Sequence[int], width: float) -> tuple[int, ...]:
+    """Filters per stage for a width multiplier, at least 4 each, e.g. ``(16, 32, 64)`` x 0.75 -> ``(12, 24, 48)``."""
+    return tuple(max(4, round(filters * width)) for filters in base_filters)
+
+
+class CNNHyperModel(keras_tuner.HyperModel):
+    """Notebook 03's CNN and training recipe, with the values of a :class:`SearchSpace` filled in.
+
+    ``build`` returns the network (uncompiled); ``fit`` compiles it with AdamW (warm-up for the first epoch,
+    then cosine decay to a tenth of the peak), label smoothing 0.1 on one-hot targets, and trains it on
+    :class:`~fmnist_utils.augment.AugmentedBatches` with the trial's augmentation. Each trial is seeded
+    with ``seed``, so two trials with the same values train identically.
+
+    Args:
+        space: the search space.
+        base_filters: filters per stage at width 1, e.g. ``(16, 32, 64)``.
+        epochs: training epochs of each trial.
+        seed: seed of the weights, the batch order and the augmentations.
+        batch_size: images per batch.
+        label_smoothing: of the cross-entropy (notebook 03: 0.1).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        base_filters: Sequence[int],
+        epochs: int,
+        seed: int,
+        batch_size: int = 128,
+        label_smoothing: float = 0.1,
+    ) -> None:
+        super().__init__(name="modern_cnn_search")
+        self.space, self.base_filters, self.epochs = space, tuple(base_filters), epochs
+        self.seed, self.batch_size, self.label_smoothing = seed, batch_size, label_smoothing
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        """The CNN for this trial's values: image (N, 28, 28, 1) -> logits (N, 10)."""
+        values = self.space.sample(hp)
+        keras.utils.set_random_seed(self.seed)
+        return models.modern_cnn(
+            filters=scaled_filters(self.base_filters, values["width"]),
+            dropout=values["dropout"] * STAGE_DROPOUT_SHARE,
+            head_dropout=values["dropout"],
+        )
+
+    def fit(
+        self,
+        hp: keras_tuner.HyperParameters,
+        model: keras.Model,
+        x: np.ndarray,
+        y: np.ndarray,
+        validation_data: tuple[np.ndarray, np.ndarray],
+        callbacks: list[keras.callbacks.Callback] | None = None,
+        verbose: int = 0,
+        **kwargs: Any,
+    ) -> keras.callbacks.History:
+        """Compile and train ``model`` on images ``x`` (N, 28, 28, 1) and integer labels ``y`` (N,).
+
+        ``validation_data`` holds images and integer labels too. Prints one line per trial: its values, its
+        best validation accuracy and its training seconds. Returns the ``History`` of ``model.fit``.
+        """
+        values = {name: hp.get(name) for name in HYPERPARAMETERS}
+        batches = AugmentedBatches(
+            x, keras.utils.to_categorical(y, 10), self.batch_size, self.seed, **AUGMENTATIONS[values["augmentation"]]
+        )
+        model.compile(
+            optimizer=keras.optimizers.AdamW(
+                warmup_cosine(values["learning_rate"], self.epochs, len(batches)),
+                weight_decay=values["weight_decay"],
+            ),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=self.label_smoothing),
+            metrics=["accuracy"],
+        )
+        x_val, y_val = validation_data
+        start = time.perf_counter()
+        history = model.fit(
+            batches,
+            validation_data=(x_val, keras.utils.to_categorical(y_val, 10)),
+            epochs=self.epochs,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=verbose,
+            **kwargs,
+        )
+        seconds = time.perf_counter() - start
+        best = int(np.argmax(history.history["val_accuracy"]))
+        print(
+            f"{describe(values)} -> best validation accuracy "
+            f"{history.history['val_accuracy'][best]:.2%} (epoch {best + 1} of {self.epochs}), {seconds:.0f} s"
+        )
+        return history
+
+
+def train(
+    values: Mapping[str, Any],
+    base_filters: Sequence[int],
+    epochs: int,
+    seed: int,
+    x: np.ndarray,
+    y: np.ndarray,
+    validation_data: tuple[np.ndarray, np.ndarray],
+    **fit_options: Any,
+) -> tuple[keras.Model, keras.callbacks.History]:
+    """Train one configuration outside a tuner, exactly as a trial with these ``values`` would be trained.
+
+    ``fit_options`` go to :meth:`CNNHyperModel.fit` (``callbacks``, ``verbose``). Returns the trained model
+    (final weights) and its ``History``.
+    """
+    hypermodel = CNNHyperModel(SearchSpace.point(values), base_filters, epochs, seed)
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    return model, hypermodel.fit(hp, model, x, y, validation_data, **fit_options)
+
+
+def warmup_cosine(peak_lr: float, epochs: int, steps_per_epoch: int) -> WarmupCosine:
+    """Notebook 03's schedule without its constant tail: linear warm-up over the first epoch (a quarter of the
+    run when it is shorter than 4 epochs), then cosine decay to ``peak_lr / 10`` at the last step."""
+    total = epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, total // 4)
+    return WarmupCosine(peak_lr, warmup_steps=warmup, decay_steps=max(1, total - warmup), final_lr=peak_lr / 10)
+
+
+def describe(values: Mapping[str, Any]) -> str:
+    """One line for a trial's values, e.g. ``"lr 2.0e-03, width 1.0, dropout 0.30, wd 1.0e-02, none"``."""
+    return (
+        f"lr {values['learning_rate']:.1e}, width {values['width']}, dropout {values['dropout']:.2f}, "
+        f"wd {values['weight_decay']:.1e}, {values['augmentation']}"
+    )
+
+
+def trials_table(directory: str | Path, objective: str = "val_accuracy") -> pd.DataFrame:
+    """The trials a KerasTuner tuner saved under ``directory`` (``<directory>/trial_*/trial.json``).
+
+    Returns:
+        One row per trial, indexed by trial id, in the order they ran: one column per hyperparameter,
+        ``status``, ``objective`` (the trial's score, NaN if it has none) and ``best_epoch`` (counted from 1).
+
+    Raises:
+        FileNotFoundError: ``directory`` holds no ``trial_*/trial.json``, e.g. the tuner's ``directory`` was
+            given instead of ``<directory>/<project_name>``.
+    """
+    paths = sorted(Path(directory).glob("trial_*/trial.json"))
+    if not paths:
+        raise FileNotFoundError(
+            f"No trial_*/trial.json under {directory}. Pass the tuner's project folder, "
+            "<directory>/<project_name>, after at least one trial has run."
+        )
+    rows = []
+    for path in paths:
+        trial = json.loads(path.read_text())
+        score = trial.get("score")
+        best_step = trial.get("best_step")
+        rows.append(
+            {
+                "trial": trial["trial_id"],
+                **trial["hyperparameters"]["values"],
+                "status": trial["status"],
+                objective: math.nan if score is None else score,
+                "best_epoch": math.nan if best_step is None else best_step + 1,
+            }
+        )
+    return pd.DataFrame(rows).set_index("trial")
