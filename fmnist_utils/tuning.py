@@ -24,6 +24,7 @@ import pandas as pd
 
 from fmnist_utils import models
 from fmnist_utils.augment import AugmentedBatches
+from fmnist_utils.callbacks import BatchNormBeforeValidation
 from fmnist_utils.schedules import WarmupCosine
 
 AUGMENTATIONS: dict[str, dict[str, Any]] = {
@@ -155,6 +156,10 @@ class CNNHyperModel(keras_tuner.HyperModel):
         seed: seed of the weights, the batch order and the augmentations.
         batch_size: images per batch.
         label_smoothing: of the cross-entropy (notebook 03: 0.1).
+        batchnorm_images: before each validation pass, batch norm's statistics are recomputed exactly on
+            this many training images (:class:`~fmnist_utils.callbacks.BatchNormBeforeValidation`), so that
+            short trials are not scored with statistics their weights have outgrown; 0 keeps Keras'
+            moving averages, as notebook 03 did.
     """
 
     def __init__(
@@ -165,8 +170,10 @@ class CNNHyperModel(keras_tuner.HyperModel):
         seed: int,
         batch_size: int = 128,
         label_smoothing: float = 0.1,
+        batchnorm_images: int = 5_000,
     ) -> None:
         super().__init__(name="modern_cnn_search")
+        self.batchnorm_images = batchnorm_images
         self.space, self.base_filters, self.epochs = space, tuple(base_filters), epochs
         self.seed, self.batch_size, self.label_smoothing = seed, batch_size, label_smoothing
 
@@ -209,6 +216,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
             metrics=["accuracy"],
         )
         x_val, y_val = validation_data
+        if self.batchnorm_images:
+            callbacks = [*(callbacks or []), BatchNormBeforeValidation(x[: self.batchnorm_images])]
         start = time.perf_counter()
         history = model.fit(
             batches,
@@ -236,14 +245,15 @@ def train(
     x: np.ndarray,
     y: np.ndarray,
     validation_data: tuple[np.ndarray, np.ndarray],
+    batchnorm_images: int = 5_000,
     **fit_options: Any,
 ) -> tuple[keras.Model, keras.callbacks.History]:
-    """Train one configuration outside a tuner, exactly as a trial with these ``values`` would be trained.
+    """Train one configuration outside a tuner, as a trial with these ``values`` would be trained.
 
-    ``fit_options`` go to :meth:`CNNHyperModel.fit` (``callbacks``, ``verbose``). Returns the trained model
-    (final weights) and its ``History``.
+    ``batchnorm_images`` is that of :class:`CNNHyperModel`; ``fit_options`` go to :meth:`CNNHyperModel.fit`
+    (``callbacks``, ``verbose``). Returns the trained model (final weights) and its ``History``.
     """
-    hypermodel = CNNHyperModel(SearchSpace.point(values), base_filters, epochs, seed)
+    hypermodel = CNNHyperModel(SearchSpace.point(values), base_filters, epochs, seed, batchnorm_images=batchnorm_images)
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
     return model, hypermodel.fit(hp, model, x, y, validation_data, **fit_options)
