@@ -261,7 +261,7 @@ def train(
 
 def warmup_cosine(peak_lr: float, epochs: int, steps_per_epoch: int) -> WarmupCosine:
     """Notebook 03's schedule without its constant tail: linear warm-up over the first epoch (a quarter of the
-    run when it is shorter than 4 epochs), then cosine decay to ``peak_lr / 10`` at the last step."""
+    run when it is shorter than 4 epochs), then cosine decay to ``peak_lr / 10`` at the end of the run."""
     total = epochs * steps_per_epoch
     warmup = min(steps_per_epoch, total // 4)
     return WarmupCosine(peak_lr, warmup_steps=warmup, decay_steps=max(1, total - warmup), final_lr=peak_lr / 10)
