@@ -10,7 +10,7 @@ LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # JupyterLab settings that every user of this venv gets; see scripts/jupyterlab_overrides.json.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup lab test notebooks results bench
+.PHONY: setup lab test notebooks results bench docker-smoke
 
 setup: $(VENV)/.ready $(LAB_OVERRIDES)
 
@@ -57,3 +57,9 @@ results: setup
 # Timing figures of this machine, printed with the machine's name (scripts/bench.py).
 bench: setup
 	$(BIN)/python scripts/bench.py
+
+# Opt-in, not part of `make test`: build the Docker image, start its Jupyter server and check it for real
+# (scripts/docker_smoke.py; docs/docker.md). Needs docker or podman; without one it says so and exits 0.
+# Extra options: make docker-smoke DOCKER_SMOKE_ARGS="--skip-notebooks".
+docker-smoke:
+	$(PYTHON) scripts/docker_smoke.py $(DOCKER_SMOKE_ARGS)

@@ -17,8 +17,8 @@ CUDA_WHEELS_CONF=/etc/ld.so.conf.d/00-tensorflow-cuda-wheels.conf
 
 say() { printf '[fmnist] %s\n' "$*"; }
 
-# TensorFlow must load the CUDA/cuDNN libraries from NVIDIA's pip wheels (docker/requirements-cuda.txt),
-# not the older system copies of the base image: put the wheels' folders first on the library path.
+# TensorFlow loads the CUDA/cuDNN libraries from NVIDIA's pip wheels (docker/requirements-cuda.txt); put their
+# folders first on the library path, so that no other copy (a derived image's, a mounted one) can shadow them.
 if [[ -s "$CUDA_WHEELS_CONF" ]]; then
     wheel_libs="$(paste -sd: "$CUDA_WHEELS_CONF")"
     export LD_LIBRARY_PATH="${wheel_libs}${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
@@ -77,9 +77,21 @@ else
     say "Open:  http://localhost:${PORT}/lab  and log in with the value of JUPYTER_TOKEN."
 fi
 
+# The token goes to Jupyter in a config file that only this user can read, never on the command line,
+# where anyone who can list processes (`ps` on the host, too) would see it.
+config_dir="$(mktemp -d "${TMPDIR:-/tmp}/fmnist-jupyter-XXXXXX")"
+config_file="${config_dir}/jupyter_server_config.json"
+(
+    umask 077
+    FMNIST_JUPYTER_TOKEN="$token" python3 -c '
+import json, os, sys
+json.dump({"IdentityProvider": {"token": os.environ["FMNIST_JUPYTER_TOKEN"]}}, open(sys.argv[1], "w"))
+' "$config_file"
+) || { say "ERROR: could not write Jupyter's token file; refusing to start Jupyter without a token." >&2; exit 1; }
+
 exec jupyter lab \
     --ip=0.0.0.0 \
     --port="${PORT}" \
     --no-browser \
     --ServerApp.root_dir="${ROOT_DIR}" \
-    --IdentityProvider.token="${token}"
+    --config="${config_file}"

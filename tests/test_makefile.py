@@ -94,6 +94,15 @@ def test_bench_runs_the_benchmark_script(sandbox):
     assert _command(_make(sandbox, "-n", "bench", uid=1000), "bench.py") == ".venv/bin/python scripts/bench.py"
 
 
+def test_docker_smoke_is_opt_in_and_needs_no_venv(sandbox):
+    (sandbox / ".venv" / ".ready").unlink()  # no setup: the script uses only the standard library
+    result = _make(sandbox, "-n", "docker-smoke", "DOCKER_SMOKE_ARGS=--skip-notebooks", uid=1000)
+    assert _command(result, "docker_smoke.py") == "python3 scripts/docker_smoke.py --skip-notebooks"
+    assert "pip" not in result.stdout
+    test = _make(sandbox, "-n", "test", uid=1000)
+    assert "docker_smoke" not in test.stdout, "make test must not build images"
+
+
 def test_setup_refuses_a_python_the_pins_do_not_support(sandbox):
     # A python3.10 stand-in that fails at anything but --version: were the check to let it through,
     # the next command (python -m venv) would fail too, so nothing is created either way.
