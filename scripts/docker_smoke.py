@@ -173,7 +173,7 @@ def resolve_base(engine: str, base: str, stand_in: str) -> tuple[str, bool]:
         reason = "timed out" if pulled is None else (pulled.stderr.strip().splitlines() or ["failed"])[-1]
         if stand_in == "never":
             raise SystemExit(f"cannot pull {base} ({reason}), and --stand-in never was given")
-        say(f"cannot pull {base} ({reason}): no registry reachable, building a local stand-in")
+        say(f"cannot pull {base} ({reason}): building a local stand-in")
     return build_stand_in(engine, base), True
 
 
@@ -185,10 +185,9 @@ def engine_run_args(engine: str) -> list[str]:
 
 
 def build(engine: str, image: str, base: str, ca_bundle: Path | None, log: Path) -> float:
-    command = [engine, "build", "--tag", image, "--build-arg", f"BASE_IMAGE={base}"]
+    command = [engine, "build", "--tag", image, "--build-arg", f"BASE_IMAGE={base}", *engine_run_args(engine)]
     if engine == "podman":
         command += ["--format", "docker"]  # keeps HEALTHCHECK, which the OCI format drops
-        command += PODMAN_RUN_ARGS
     if ca_bundle is not None:
         command += ["--secret", f"id=ca-bundle,src={ca_bundle}"]
     say(f"building {image} on {base} (log: {log})")
@@ -252,7 +251,7 @@ def health(engine: str, container: str, timeout: float = 150) -> str:
 
 
 PROCESS_SCAN = """
-import os
+import json, os
 rows = []
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
@@ -260,26 +259,18 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         uid = next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("Uid:"))
     except OSError:
         continue
-    rows.append(f"{uid}\\t{args}")
-print("\\n".join(rows))
+    rows.append((int(uid), args))
+print(json.dumps(rows))
 """
 
 
-def processes(engine: str, container: str) -> list[tuple[int, str]]:
-    """(uid, command line) of every process in the container."""
-    result = run([engine, "exec", container, "python3", "-c", PROCESS_SCAN], timeout=60)
-    rows = [line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line]
-    return [(int(uid), args) for uid, args in rows]
-
-
-def host_command_lines() -> list[str]:
-    lines = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:
-            continue
-    return lines
+def processes(python: list[str]) -> list[tuple[int, str]]:
+    """(uid, command line) of every process that ``python`` sees: ``[sys.executable]`` lists this machine's,
+    ``[engine, "exec", container, "python3"]`` the container's."""
+    result = run([*python, "-c", PROCESS_SCAN], timeout=60)
+    if result.returncode != 0:
+        raise SystemExit(f"could not list the processes with {' '.join(python)}: {result.stderr.strip()}")
+    return [(uid, args) for uid, args in json.loads(result.stdout)]
 
 
 class Checks:
@@ -291,8 +282,8 @@ class Checks:
         say(f"{'PASS' if passed else 'FAIL'}  {name}: {detail}")
 
     @property
-    def passed(self) -> bool:
-        return all(passed for _, passed, _ in self.results)
+    def failed(self) -> list[str]:
+        return [name for name, passed, _ in self.results if not passed]
 
 
 def check_server(engine: str, container: str, port: int, token: str, checks: Checks) -> None:
@@ -306,13 +297,13 @@ def check_server(engine: str, container: str, port: int, token: str, checks: Che
     ):
         status = http_status(url, given)
         checks.record(f"/api/contents with {name}", status == expected, f"HTTP {status} (expected {expected})")
-    rows = processes(engine, container)
+    rows = processes([engine, "exec", container, "python3"])
     jupyter = [(uid, args) for uid, args in rows if "jupyter" in args and "python3 -c" not in args]
     uids = sorted({uid for uid, _ in jupyter})
     checks.record("Jupyter runs as non-root", bool(jupyter) and 0 not in uids, f"uid {uids or 'none found'}")
     inside = [args for _, args in rows if token in args and "python3 -c" not in args]
     checks.record("token not in the container's process list", not inside, f"{len(inside)} command lines hold it")
-    on_host = [args for args in host_command_lines() if token in args]
+    on_host = [args for _, args in processes([sys.executable]) if token in args]
     checks.record("token not in the host's process list", not on_host, f"{len(on_host)} command lines hold it")
 
 
@@ -407,9 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"removed container {container[:12]}")
 
     say(f"build {build_seconds / 60:.1f} min, Jupyter up in {start_seconds:.0f} s, base {build_base}")
-    failed = [name for name, passed, _ in checks.results if not passed]
-    say("all checks passed" if not failed else f"FAILED: {', '.join(failed)}")
-    return 0 if not failed else 1
+    say(f"FAILED: {', '.join(checks.failed)}" if checks.failed else "all checks passed")
+    return 1 if checks.failed else 0
 
 
 if __name__ == "__main__":
