@@ -1,5 +1,5 @@
-"""Training callbacks: Stochastic Weight Averaging (SWA) with BatchNormalization re-estimation, and a
-training time estimate.
+"""Training callbacks: Stochastic Weight Averaging (SWA) with BatchNormalization re-estimation, a
+training time estimate, and exact BatchNormalization statistics before each validation pass.
 
 SWA (Izmailov et al., 2018, "Averaging Weights Leads to Wider Optima and
 Better Generalization", arXiv:1803.05407) keeps training with a constant (or
@@ -16,6 +16,9 @@ Two steps are needed to use the averaged network:
 
 ``TrainingTimeEstimate`` prints, once the first epoch is done, how long the remaining epochs should take
 on this machine, so a reader knows whether to wait or to pick a smaller profile.
+
+``BatchNormBeforeValidation`` runs ``recompute_batchnorm_statistics`` before every validation pass of
+``fit``, for runs too short for batch norm's moving averages to settle (hyperparameter trials).
 
 All code uses Keras 3 only and runs on the TensorFlow and JAX backends.
 """
