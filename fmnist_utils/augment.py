@@ -104,10 +104,19 @@ class AugmentedBatches(keras.utils.PyDataset):
     ``fit``: otherwise Keras also permutes the batch order with Python's
     (unseeded) ``random`` module.
 
+    Every batch has ``batch_size`` examples, so ``fit`` compiles its training
+    step for one shape only: when ``batch_size`` does not divide ``N``, the
+    last ``N % batch_size`` examples of each epoch's shuffled order sit that
+    epoch out (others each epoch).  The epoch counter advances at the end of
+    each epoch; when ``fit`` resumes an interrupted training
+    (``keras.callbacks.BackupAndRestore``) at a later epoch, pass
+    :meth:`epoch_callback` to ``fit`` as well, so that the resumed epochs get
+    the same batches as an uninterrupted run.
+
     Args:
         x: images, shape ``(N, H, W, C)``, float32 in [0, 1].
         y: targets, first dimension ``N``.
-        batch_size: examples per batch (the last batch may be smaller).
+        batch_size: examples per batch.
         seed: seed of the shuffling and the augmentations.
         flip, max_shift, erasing_p: see ``augment_batch``.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``
@@ -130,11 +139,14 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.seed = seed
         self.flip, self.max_shift, self.erasing_p = flip, max_shift, erasing_p
-        self.epoch = 0
-        self.order = np.random.default_rng([seed, self.epoch]).permutation(len(x))
+        self.set_epoch(0)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        if len(self.x) < self.batch_size:
+            raise ValueError(
+                f"{len(self.x)} examples make no full batch of {self.batch_size}: use a smaller batch_size"
+            )
+        return len(self.x) // self.batch_size
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         batch = self.order[index * self.batch_size : (index + 1) * self.batch_size]
@@ -142,6 +154,14 @@ class AugmentedBatches(keras.utils.PyDataset):
         x = augment_batch(self.x[batch], rng, self.flip, self.max_shift, self.erasing_p)
         return x, self.y[batch]
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
+    def set_epoch(self, epoch: int) -> None:
+        """Serve the batches of ``epoch`` (0-based) next."""
+        self.epoch = epoch
         self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+
+    def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
+
+    def epoch_callback(self) -> keras.callbacks.Callback:
+        """A callback for ``fit`` that tells these batches each epoch's number as it begins."""
+        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: self.set_epoch(epoch))

@@ -24,6 +24,7 @@ All code uses Keras 3 only and runs on the TensorFlow and JAX backends.
 """
 
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -59,16 +60,36 @@ def _batchnorm_inputs(
     return bn_layers, tensors
 
 
-def recompute_batchnorm_statistics(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> int:
+def _batchnorm_moments_model(model: keras.Model) -> tuple[list[keras.layers.BatchNormalization], keras.Model]:
+    """BN layers of ``model`` and a model that maps its input to each BN input's per-channel batch moments.
+
+    For every BN layer the moment model outputs the mean and the sum of squared deviations from that mean
+    (both float32, shape (channels,)) of the layer's input over the batch and all positions, reduced on the
+    device by the backend; only these 2 x channels numbers per layer reach the host.
+    """
+    bn_layers, tensors = _batchnorm_inputs(model)
+    moments = []
+    for bn, h in zip(bn_layers, tensors):
+        axis = bn.axis % len(h.shape)
+        axes = [i for i in range(len(h.shape)) if i != axis]
+        h = keras.ops.cast(h, "float32")  # 16-bit inputs under a mixed-precision policy
+        mean = keras.ops.mean(h, axis=axes, keepdims=True)
+        squared_deviations = keras.ops.sum(keras.ops.square(h - mean), axis=axes)
+        moments += [keras.ops.reshape(mean, (-1,)), squared_deviations]
+    return bn_layers, keras.Model(model.inputs, moments)
+
+
+def recompute_batchnorm_statistics(model: keras.Model, x: np.ndarray, batch_size: int = 250) -> int:
     """Set every BatchNormalization layer's moving statistics from one pass over ``x``.
 
     After weight averaging, the stored moving mean/variance no longer match
     the weights.  As PyTorch's ``torch.optim.swa_utils.update_bn``, this runs
     the network once over ``x`` **in training mode**, so each BN layer sees
     the inputs it would see during training (upstream BN layers normalise
-    with batch statistics).  For each BN layer the per-channel float64 sum and
-    sum of squares of its inputs are accumulated over all images and
-    positions, and then::
+    with batch statistics).  For each BN layer and batch, the device reduces
+    the layer's input to its per-channel mean and sum of squared deviations
+    (float32, over images and positions); the host merges the batches in
+    float64 with Chan et al.'s pairwise update, and then::
 
         moving_mean     = E[h]
         moving_variance = E[h**2] - E[h]**2      (population variance)
@@ -88,7 +109,8 @@ def recompute_batchnorm_statistics(model: keras.Model, x: np.ndarray, batch_size
             supported and raise ``ValueError``.
         x: inputs, shape ``(N, ...)`` as the model expects, e.g.
             ``(N, 28, 28, 1)`` float32 images.  Typically the training set.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (250 divides the splits of these
+            notebooks, so every pass has one shape).
 
     Returns:
         The number of BatchNormalization layers updated (0 if there are none;
@@ -102,24 +124,26 @@ def recompute_batchnorm_statistics(model: keras.Model, x: np.ndarray, batch_size
     if not bn_layers:
         return 0
 
-    feature_model = keras.Model(model.inputs, tensors)
-    sums = [0.0] * len(bn_layers)  # per channel, float64
-    sums_of_squares = [0.0] * len(bn_layers)
-    counts = [0] * len(bn_layers)  # values per channel seen so far
+    _, moments_model = _batchnorm_moments_model(model)
+    values_per_image = [int(np.prod(h.shape[1:])) // h.shape[bn.axis] for bn, h in zip(bn_layers, tensors)]
+    counts = np.zeros(len(bn_layers))  # values per channel seen so far
+    means: list[np.ndarray | float] = [0.0] * len(bn_layers)  # per channel, float64
+    squared_deviations: list[np.ndarray | float] = [0.0] * len(bn_layers)
     for start in range(0, len(x), batch_size):
-        features = feature_model([x[start : start + batch_size]], training=True)
-        for i, (bn, h) in enumerate(zip(bn_layers, keras.tree.flatten(features))):
-            h = np.moveaxis(keras.ops.convert_to_numpy(h), bn.axis, -1)
-            h = h.reshape(-1, h.shape[-1]).astype(np.float64)  # (values, channels)
-            sums[i] += h.sum(axis=0)
-            sums_of_squares[i] += np.square(h).sum(axis=0)
-            counts[i] += h.shape[0]
+        batch = x[start : start + batch_size]
+        outputs = [np.asarray(keras.ops.convert_to_numpy(o), np.float64) for o in moments_model([batch], training=True)]
+        for i in range(len(bn_layers)):
+            n_batch = len(batch) * values_per_image[i]
+            batch_mean, batch_squares = outputs[2 * i], outputs[2 * i + 1]
+            total = counts[i] + n_batch
+            delta = batch_mean - means[i]
+            means[i] = means[i] + delta * (n_batch / total)
+            squared_deviations[i] = squared_deviations[i] + batch_squares + delta**2 * (counts[i] * n_batch / total)
+            counts[i] = total
 
-    for bn, total, total_sq, count in zip(bn_layers, sums, sums_of_squares, counts):
-        mean = total / count
-        variance = np.maximum(total_sq / count - mean**2, 0.0)  # clip rounding below 0
-        bn.moving_mean.assign(mean.astype(bn.moving_mean.dtype))
-        bn.moving_variance.assign(variance.astype(bn.moving_variance.dtype))
+    for bn, mean, deviations, count in zip(bn_layers, means, squared_deviations, counts):
+        bn.moving_mean.assign(np.asarray(mean).astype(bn.moving_mean.dtype))
+        bn.moving_variance.assign((np.asarray(deviations) / count).astype(bn.moving_variance.dtype))
     return len(bn_layers)
 
 
@@ -142,9 +166,16 @@ class SWA(keras.callbacks.Callback):
     call ``apply(x_train)`` to load the average into the model and
     re-estimate its BatchNormalization statistics.
 
+    A long training can be resumed after an interruption with ``keras.callbacks.BackupAndRestore``, which
+    saves the model and the optimizer after every epoch. The running average lives in this callback, so
+    pass ``backup_dir`` too: the average is then saved there after every epoch (with the one before, in
+    case the run stopped between the two callbacks' saves), reloaded when ``fit`` resumes, and deleted
+    when ``fit`` ends normally. Use a folder of its own, not BackupAndRestore's.
+
     Args:
         start_epoch: first epoch (0-based) whose final weights are averaged.
         verbose: print a line when averaging starts and in ``apply``.
+        backup_dir: folder for the running average of an interrupted ``fit``, or None (not saved).
 
     Attributes:
         n_averaged: number of epoch-end weight snapshots in the average.
@@ -153,12 +184,60 @@ class SWA(keras.callbacks.Callback):
             the first average.
     """
 
-    def __init__(self, start_epoch: int, verbose: bool = True) -> None:
+    def __init__(self, start_epoch: int, verbose: bool = True, backup_dir: str | Path | None = None) -> None:
         super().__init__()
         self.start_epoch = start_epoch
         self.verbose = verbose
+        self.backup_dir = Path(backup_dir) if backup_dir is not None else None
         self.n_averaged = 0
         self.averaged_weights: list[np.ndarray] = []
+        self._resume_checked = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._resume_checked = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        # The first epoch of this fit: BackupAndRestore has set it by now. Resume the average of epochs < epoch.
+        if self._resume_checked or self.backup_dir is None:
+            return
+        self._resume_checked = True
+        saved = {}
+        for path in self._state_files():
+            with np.load(path) as state:
+                saved[int(state["epoch"])] = {name: state[name] for name in state.files}
+        if epoch == 0 or epoch <= self.start_epoch and not saved:
+            return  # a fresh start, or a resume before averaging began
+        if epoch - 1 not in saved:
+            raise RuntimeError(
+                f"fit resumes at epoch {epoch + 1}, but {self.backup_dir} holds the SWA average after epoch(s) "
+                f"{sorted(e + 1 for e in saved) or 'none'}, not after epoch {epoch}. Delete that folder and the "
+                "BackupAndRestore folder to start the training again."
+            )
+        state = saved[epoch - 1]
+        self.n_averaged = int(state["n_averaged"])
+        self.averaged_weights = [state[f"w{i}"] for i in range(len(state) - 2)]
+        if self.verbose:
+            print(f"SWA: resumed the average of {self.n_averaged} epoch-end weights from {self.backup_dir}")
+
+    def _state_files(self) -> list[Path]:
+        """The saved averages in ``backup_dir``, ``swa-<0-based epoch>.npz``, oldest first."""
+        return sorted(p for p in self.backup_dir.glob("swa-*.npz") if ".partial" not in p.name)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.backup_dir is not None:
+            for path in self._state_files():
+                path.unlink()
+
+    def _save_state(self, epoch: int) -> None:
+        """Write the average after ``epoch`` (0-based) and keep only the previous epoch's file beside it."""
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        weights = {f"w{i}": w for i, w in enumerate(self.averaged_weights)}
+        partial = self.backup_dir / f"swa-{epoch:05d}.partial.npz"
+        np.savez(partial, epoch=epoch, n_averaged=self.n_averaged, **weights)
+        partial.replace(self.backup_dir / f"swa-{epoch:05d}.npz")
+        for path in self._state_files():
+            if int(path.stem.split("-")[1]) < epoch - 1:
+                path.unlink()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch < self.start_epoch:
@@ -172,6 +251,8 @@ class SWA(keras.callbacks.Callback):
             for average, w in zip(self.averaged_weights, weights):
                 average += (w - average) / (self.n_averaged + 1)
         self.n_averaged += 1
+        if self.backup_dir is not None:
+            self._save_state(epoch)
 
     def load_average(self) -> None:
         """Copy the averaged weights into the model's trainable variables.
@@ -189,7 +270,7 @@ class SWA(keras.callbacks.Callback):
         for variable, average in zip(self.model.trainable_variables, self.averaged_weights):
             variable.assign(average.astype(variable.dtype))
 
-    def apply(self, x: np.ndarray, batch_size: int = 256) -> None:
+    def apply(self, x: np.ndarray, batch_size: int = 250) -> None:
         """Load the averaged weights into the model and recompute its BN statistics.
 
         Args:
@@ -216,49 +297,53 @@ def _duration(seconds: float) -> str:
 
 
 class TrainingTimeEstimate(keras.callbacks.Callback):
-    """After the first epoch of ``fit``, print one line: its wall time and the expected time of the rest.
+    """After the second epoch of ``fit``, print one line: its wall time and the expected time of the rest.
 
-    For example ``epoch 1 took 17.5 s; the remaining 19 epochs should take about 5.5 min on this machine``.
-    The estimate is the first epoch's wall time (training and validation) times the number of remaining
-    epochs, i.e. ``fit``'s ``epochs`` minus the epochs done. The first epoch also traces or compiles the
-    training step, so the estimate errs on the long side.
+    For example ``epoch 2 took 17.5 s (epoch 1, with compilation: 25.0 s); the remaining 18 epochs should take
+    about 5.2 min on this machine``. The first epoch also traces or compiles the training and validation
+    steps (on a GPU with XLA, much longer than a step), so the estimate uses the second epoch's wall time
+    (training and validation) times the number of remaining epochs, i.e. ``fit``'s ``epochs`` minus the epochs
+    done. A ``fit`` of a single epoch reports that epoch at the end of training.
 
-    The line is printed when the second epoch begins, after Keras' progress bar has finished the first
-    epoch's line, or at the end of training if no second epoch follows (then it says no epochs remain).
-    Nothing else is printed. It measures the first epoch of every ``fit`` call it is passed to.
+    The line is printed when the third epoch begins, after Keras' progress bar has finished the second
+    epoch's line, or at the end of training if no third epoch follows. Nothing else is printed. It measures
+    the epochs of every ``fit`` call it is passed to.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._epoch_started = 0.0
-        self._first_epoch: tuple[int, float] | None = None  # (0-based epoch, wall seconds) of this fit
+        self._epochs: list[tuple[int, float]] = []  # (0-based epoch, wall seconds) of this fit's first two epochs
         self._printed = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._first_epoch, self._printed = None, False
+        self._epochs, self._printed = [], False
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if self._first_epoch is not None and not self._printed:
+        if len(self._epochs) == 2 and not self._printed:
             self._report(remaining=self.params["epochs"] - epoch)  # epochs epoch, ..., epochs - 1 (0-based)
         self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self._first_epoch is None:
-            self._first_epoch = (epoch, time.perf_counter() - self._epoch_started)
+        if len(self._epochs) < 2:
+            self._epochs.append((epoch, time.perf_counter() - self._epoch_started))
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._first_epoch is not None and not self._printed:
-            self._report(remaining=0)  # no second epoch began: the last epoch, or training stopped early
+        if self._epochs and not self._printed:
+            self._report(remaining=0)  # no third epoch began: the last epoch, or training stopped early
 
     def _report(self, remaining: int) -> None:
-        """Print the line for the measured first epoch, followed by ``remaining`` epochs."""
-        epoch, seconds = self._first_epoch
-        line = f"epoch {epoch + 1} took {_duration(seconds)}; "
+        """Print the line for the last measured epoch, followed by ``remaining`` epochs."""
+        epoch, seconds = self._epochs[-1]
+        line = f"epoch {epoch + 1} took {_duration(seconds)}"
+        if len(self._epochs) == 2:
+            first_epoch, first_seconds = self._epochs[0]
+            line += f" (epoch {first_epoch + 1}, with compilation: {_duration(first_seconds)})"
         if remaining == 0:
-            line += "no epochs remain"
+            line += "; no epochs remain"
         else:
             epochs = "epoch" if remaining == 1 else f"{remaining} epochs"
-            line += f"the remaining {epochs} should take about {_duration(remaining * seconds)} on this machine"
+            line += f"; the remaining {epochs} should take about {_duration(remaining * seconds)} on this machine"
         print(line)
         self._printed = True
 
@@ -273,7 +358,7 @@ class BatchNormBeforeValidation(keras.callbacks.Callback):
     (N, 28, 28, 1)) in ``on_test_begin``, which ``fit`` calls before each validation pass.
     """
 
-    def __init__(self, x: np.ndarray, batch_size: int = 256) -> None:
+    def __init__(self, x: np.ndarray, batch_size: int = 250) -> None:
         super().__init__()
         self.x, self.batch_size = x, batch_size
 

@@ -111,8 +111,14 @@ class PrimaryCapsules(keras.layers.Layer):
         _, height, width, _ = self.conv.compute_output_shape(input_shape)
         self.num_capsules = height * width * self.capsule_maps
 
+    def multiply_adds(self) -> int:
+        """Multiply-adds per image of the convolution (for ``wide_resnet.count_multiply_adds``)."""
+        return int(np.prod(self.conv.kernel.shape)) * self.num_capsules // self.capsule_maps
+
     def call(self, inputs):
-        features = self.conv(inputs)  # (batch, h, w, maps * dim)
+        # The convolution computes in the global policy (e.g. bfloat16); the squash in this layer's own dtype,
+        # float32 in capsule_network, where a 16-bit squared norm of a short capsule would round to zero.
+        features = ops.cast(self.conv(inputs), self.compute_dtype)  # (batch, h, w, maps * dim)
         capsules = ops.reshape(features, (-1, self.num_capsules, self.capsule_dim))
         return squash(capsules)
 
@@ -178,6 +184,13 @@ class ClassCapsules(keras.layers.Layer):
             shape=(num_in, self.num_capsules, self.capsule_dim, in_dim),
             initializer=self.kernel_initializer,
         )
+
+    def multiply_adds(self) -> int:
+        """Multiply-adds per image: the predictions u_hat, then per routing pass the weighted sum and the
+        agreement (for ``wide_resnet.count_multiply_adds``)."""
+        num_in, num_capsules, capsule_dim, in_dim = self.kernel.shape
+        predictions = num_in * num_capsules * capsule_dim * in_dim
+        return predictions + (2 * self.routings - 1) * num_in * num_capsules * capsule_dim
 
     def call(self, inputs, return_coupling: bool = False):
         """Route ``inputs`` (batch, num_in, in_dim) to the output capsules.
@@ -341,23 +354,29 @@ def capsule_network(
     image = keras.Input(shape=input_shape, name="image")
     label = keras.Input(shape=(num_classes,), name="label")
 
+    # Under a mixed-precision policy the convolutions and the decoder's hidden layers compute in 16 bits; the
+    # capsule layers stay float32: squash, routing and Length divide by and take roots of small norms, and
+    # Length's epsilon (1e-12) is zero in float16.
+    capsule_dtype = "float32"
     features = keras.layers.Conv2D(conv_filters, 9, strides=1, activation="relu", name="conv1")(image)
-    primary = PrimaryCapsules(capsule_maps, capsule_dim, name="primary_caps")(features)
-    class_caps = ClassCapsules(num_classes, class_capsule_dim, routings, name="class_caps")(primary)
-    lengths = Length(name="length")(class_caps)
+    primary = PrimaryCapsules(capsule_maps, capsule_dim, dtype=capsule_dtype, name="primary_caps")(features)
+    class_caps = ClassCapsules(num_classes, class_capsule_dim, routings, dtype=capsule_dtype, name="class_caps")(
+        primary
+    )
+    lengths = Length(dtype=capsule_dtype, name="length")(class_caps)
 
     decoder = keras.Sequential(
         [keras.Input(shape=(num_classes * class_capsule_dim,))]
         + [keras.layers.Dense(units, activation="relu") for units in decoder_units]
         + [
-            keras.layers.Dense(int(np.prod(input_shape)), activation="sigmoid"),
-            keras.layers.Reshape(input_shape),
+            keras.layers.Dense(int(np.prod(input_shape)), activation="sigmoid", dtype="float32"),
+            keras.layers.Reshape(input_shape, dtype="float32"),
         ],
         name="decoder",
     )
 
-    train_reconstruction = decoder(Mask(name="mask_true_class")(class_caps, label))
-    eval_reconstruction = decoder(Mask(name="mask_predicted_class")(class_caps))
+    train_reconstruction = decoder(Mask(dtype=capsule_dtype, name="mask_true_class")(class_caps, label))
+    eval_reconstruction = decoder(Mask(dtype=capsule_dtype, name="mask_predicted_class")(class_caps))
 
     train_model = keras.Model([image, label], [lengths, train_reconstruction], name="capsnet_train")
     eval_model = keras.Model(image, [lengths, eval_reconstruction], name="capsnet_eval")

@@ -1,6 +1,10 @@
 """Model builders for notebooks 01-03. Each returns an uncompiled ``keras.Model`` that maps images
 (N, 28, 28, 1) in [0, 1] to logits (N, 10): the softmax lives in the loss (``from_logits=True``)
 and in :mod:`fmnist_utils.evaluation`.
+
+Under a mixed-precision policy (``"mixed_bfloat16"``, ``"mixed_float16"``) the layers compute in 16 bits,
+except the logits layer, which stays float32 (``dtype="float32"``): the softmax and the loss then see
+full-precision scores, and bfloat16's 8-bit mantissa does not round small differences between classes away.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ def mlp(hidden_units: tuple[int, ...] = (512, 256), dropout: float = 0.2, name: 
     for index, units in enumerate(hidden_units, start=1):
         x = layers.Dense(units, activation="relu", name=f"dense{index}")(x)
         x = layers.Dropout(dropout, name=f"dropout{index}")(x)
-    outputs = layers.Dense(NUM_CLASSES, name="logits")(x)
+    outputs = layers.Dense(NUM_CLASSES, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -45,7 +49,7 @@ def lenet(
         x = layers.Dense(units, activation="relu", name=f"dense{index}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout{index}")(x)
-    outputs = layers.Dense(NUM_CLASSES, name="logits")(x)
+    outputs = layers.Dense(NUM_CLASSES, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -84,5 +88,5 @@ def modern_cnn(
     x = layers.BatchNormalization(name="dense_bn")(x)
     x = layers.Activation("relu", name="dense_relu")(x)
     x = layers.Dropout(head_dropout, name="head_dropout")(x)
-    outputs = layers.Dense(NUM_CLASSES, name="logits")(x)
+    outputs = layers.Dense(NUM_CLASSES, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)

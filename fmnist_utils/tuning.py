@@ -154,7 +154,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
         base_filters: filters per stage at width 1, e.g. ``(16, 32, 64)``.
         epochs: training epochs of each trial.
         seed: seed of the weights, the batch order and the augmentations.
-        batch_size: images per batch.
+        batch_size: images per batch (125 divides 55,000, 20,000, 10,000 and 5,000: one shape per fit).
         label_smoothing: of the cross-entropy (notebook 03: 0.1).
         batchnorm_images: before each validation pass, batch norm's statistics are recomputed exactly on
             this many training images (:class:`~fmnist_utils.callbacks.BatchNormBeforeValidation`), so that
@@ -168,11 +168,14 @@ class CNNHyperModel(keras_tuner.HyperModel):
         base_filters: Sequence[int],
         epochs: int,
         seed: int,
-        batch_size: int = 128,
+        batch_size: int = 125,
         label_smoothing: float = 0.1,
         batchnorm_images: int = 5_000,
     ) -> None:
         super().__init__(name="modern_cnn_search")
+        # KerasTuner clears Keras' session before each trial, which resets the precision policy to float32:
+        # build() sets the policy that was in force when the hypermodel was made (the Setup cell's).
+        self.precision = keras.mixed_precision.global_policy().name
         self.batchnorm_images = batchnorm_images
         self.space, self.base_filters, self.epochs = space, tuple(base_filters), epochs
         self.seed, self.batch_size, self.label_smoothing = seed, batch_size, label_smoothing
@@ -180,6 +183,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         """The CNN for this trial's values: image (N, 28, 28, 1) -> logits (N, 10)."""
         values = self.space.sample(hp)
+        keras.mixed_precision.set_global_policy(self.precision)
         keras.utils.set_random_seed(self.seed)
         return models.modern_cnn(
             filters=scaled_filters(self.base_filters, values["width"]),
@@ -246,14 +250,17 @@ def train(
     y: np.ndarray,
     validation_data: tuple[np.ndarray, np.ndarray],
     batchnorm_images: int = 5_000,
+    batch_size: int = 125,
     **fit_options: Any,
 ) -> tuple[keras.Model, keras.callbacks.History]:
     """Train one configuration outside a tuner, as a trial with these ``values`` would be trained.
 
-    ``batchnorm_images`` is that of :class:`CNNHyperModel`; ``fit_options`` go to :meth:`CNNHyperModel.fit`
+    ``batchnorm_images`` and ``batch_size`` are those of :class:`CNNHyperModel`; ``fit_options`` go to :meth:`CNNHyperModel.fit`
     (``callbacks``, ``verbose``). Returns the trained model (final weights) and its ``History``.
     """
-    hypermodel = CNNHyperModel(SearchSpace.point(values), base_filters, epochs, seed, batchnorm_images=batchnorm_images)
+    hypermodel = CNNHyperModel(
+        SearchSpace.point(values), base_filters, epochs, seed, batch_size=batch_size, batchnorm_images=batchnorm_images
+    )
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
     return model, hypermodel.fit(hp, model, x, y, validation_data, **fit_options)

@@ -213,7 +213,8 @@ def _basic_block(
 def count_multiply_adds(model: keras.Model) -> int:
     """Count multiply-accumulate operations (MACs) of one forward pass.
 
-    Only ``Conv2D`` and ``Dense`` layers are counted; BatchNormalization,
+    Only ``Conv2D`` and ``Dense`` layers, and custom layers with a
+    ``multiply_adds()`` method (the capsule layers), are counted; BatchNormalization,
     activations, pooling, additions and biases are ignored because they
     cost a negligible number of operations in comparison.  One MAC is one
     multiplication plus one addition, so FLOPs are about twice this number.
@@ -242,6 +243,8 @@ def count_multiply_adds(model: keras.Model) -> int:
             # Dense (in_features, out_features).
             weights_per_position = math.prod(layer.kernel.shape)
             total += weights_per_position * _output_positions(layer)
+        elif hasattr(layer, "multiply_adds"):  # a custom layer that counts its own, e.g. capsules.ClassCapsules
+            total += layer.multiply_adds()
     return total
 
 

@@ -14,3 +14,13 @@ from fmnist_utils import data
 def fashion_mnist():
     """The four verified arrays, loaded once: ((x_train, y_train), (x_test, y_test))."""
     return data.load_data(verbose=False)
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Every test starts and ends with Keras' default float32 policy (``start_run`` sets the machine's policy)."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")

@@ -110,12 +110,11 @@ def test_same_seed_same_batches() -> None:
 
 def test_every_example_once_per_epoch_and_reshuffled() -> None:
     x, y = _images(300), np.arange(300)
-    dataset = AugmentedBatches(x, y, batch_size=128, flip=False, max_shift=0, erasing_p=0.0)
+    dataset = AugmentedBatches(x, y, batch_size=100, flip=False, max_shift=0, erasing_p=0.0)
     assert len(dataset) == 3
     orders = []
     for _ in range(2):
         batches = _all_batches(dataset)
-        assert [len(yb) for _, yb in batches] == [128, 128, 44]
         for xb, yb in batches:
             np.testing.assert_array_equal(xb, x[yb])  # images stay with their labels
         order = np.concatenate([yb for _, yb in batches])
@@ -123,6 +122,33 @@ def test_every_example_once_per_epoch_and_reshuffled() -> None:
         orders.append(order)
         dataset.on_epoch_end()
     assert not np.array_equal(orders[0], orders[1])
+
+
+def test_only_full_batches_and_the_left_out_examples_change() -> None:
+    """300 examples in batches of 128: two full batches per epoch, and other 44 examples sit out each epoch."""
+    x, y = _images(300), np.arange(300)
+    dataset = AugmentedBatches(x, y, batch_size=128, flip=False, max_shift=0, erasing_p=0.0)
+    assert len(dataset) == 2
+    left_out = []
+    for _ in range(2):
+        batches = _all_batches(dataset)
+        assert [len(yb) for _, yb in batches] == [128, 128]
+        left_out.append(set(y) - set(np.concatenate([yb for _, yb in batches])))
+        dataset.on_epoch_end()
+    assert len(left_out[0]) == len(left_out[1]) == 44 and left_out[0] != left_out[1]
+    with pytest.raises(ValueError, match="no full batch"):
+        len(AugmentedBatches(x[:10], y[:10], batch_size=16))
+
+
+def test_epoch_callback_serves_the_batches_of_the_epoch_fit_is_in() -> None:
+    x, y = _images(200), np.arange(200)
+    uninterrupted, resumed = (AugmentedBatches(x, y, batch_size=50, seed=3) for _ in range(2))
+    for _ in range(2):
+        uninterrupted.on_epoch_end()
+    resumed.epoch_callback().on_epoch_begin(2)  # fit resumed at the third epoch
+    for (xa, ya), (xb, yb) in zip(_all_batches(uninterrupted), _all_batches(resumed)):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
 
 
 def test_works_in_fit() -> None:

@@ -249,27 +249,110 @@ def _fit_images(epochs: int, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
-def test_training_time_estimate_prints_one_line_after_the_first_epoch(capsys) -> None:
-    out = _fit_images(2, capsys)
+def test_training_time_estimate_prints_one_line_after_the_second_epoch(capsys) -> None:
+    out = _fit_images(3, capsys)
     assert re.fullmatch(
-        r"epoch 1 took \d+\.\d (s|min); the remaining epoch should take about \d+\.\d (s|min) "
-        r"on this machine\n",
+        r"epoch 2 took \d+\.\d (s|min) \(epoch 1, with compilation: \d+\.\d (s|min)\); the remaining epoch "
+        r"should take about \d+\.\d (s|min) on this machine\n",
         out,
     ), out
+    assert re.fullmatch(r"epoch 2 took \d+\.\d (s|min) \(epoch 1, .*\); no epochs remain\n", _fit_images(2, capsys))
     assert re.fullmatch(r"epoch 1 took \d+\.\d (s|min); no epochs remain\n", _fit_images(1, capsys))
 
 
-def test_training_time_estimate_multiplies_the_first_epoch(monkeypatch, capsys) -> None:
-    """A first epoch of 17.5 s and 19 epochs to go: about 19 x 17.5 s = 5.5 min; later epochs print nothing."""
-    clock = iter([100.0, 117.5, 118.0, 140.0])  # epoch 1 begins and ends, epoch 2 begins and ends
+def test_training_time_estimate_uses_the_second_epoch(monkeypatch, capsys) -> None:
+    """Epoch 1 (with compilation) 100 s, epoch 2 17.5 s, 18 epochs to go: about 18 x 17.5 s = 5.2 min."""
+    clock = iter([0.0, 100.0, 100.5, 118.0, 118.5, 140.0])  # epochs 1, 2 and 3 begin and end
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
     estimate = TrainingTimeEstimate()
     estimate.set_params({"epochs": 20})
     estimate.on_train_begin()
-    for epoch in (0, 1):
+    for epoch in (0, 1, 2):
         estimate.on_epoch_begin(epoch)
         estimate.on_epoch_end(epoch)
     estimate.on_train_end()
     assert capsys.readouterr().out == (
-        "epoch 1 took 17.5 s; the remaining 19 epochs should take about 5.5 min on this machine\n"
+        "epoch 2 took 17.5 s (epoch 1, with compilation: 1.7 min); the remaining 18 epochs should take about "
+        "5.2 min on this machine\n"
     )
+
+
+class _StopAtEpoch(keras.callbacks.Callback):
+    """Raise at the beginning of an epoch, as a lost connection would stop a run."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("disconnected")
+
+
+def _swa_training(backup: Path | None, stop_at: int | None = None, epochs: int = 5):
+    """Train a tiny CNN with SWA from epoch 1 on augmented batches; with ``backup``, resumable."""
+    from fmnist_utils.augment import AugmentedBatches
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(4, 3, strides=2, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    rng = np.random.default_rng(0)
+    batches = AugmentedBatches(rng.random((64, 28, 28, 1), dtype=np.float32), np.arange(64) % 10, 16, seed=1)
+    swa = SWA(start_epoch=1, verbose=False, backup_dir=backup / "swa" if backup else None)
+    # epoch_callback: a resumed fit gets the batches of the epoch it resumes at (Keras ends an epoch of the
+    # dataset once before training, so without it the first epoch would get the order of epoch 1)
+    extra = [batches.epoch_callback()] + ([keras.callbacks.BackupAndRestore(backup / "fit")] if backup else [])
+    if stop_at is not None:
+        extra.append(_StopAtEpoch(stop_at))
+    model.fit(batches, epochs=epochs, shuffle=False, callbacks=[swa, *extra], verbose=0)
+    return model, swa
+
+
+def test_backup_and_restore_resumes_training_and_the_swa_average(tmp_path) -> None:
+    uninterrupted, swa = _swa_training(None)
+    with pytest.raises(KeyboardInterrupt):
+        _swa_training(tmp_path, stop_at=3)
+    assert sorted(p.name for p in (tmp_path / "swa").iterdir()) == ["swa-00001.npz", "swa-00002.npz"]
+    resumed, resumed_swa = _swa_training(tmp_path)  # a new process would build everything again, as here
+    assert resumed_swa.n_averaged == swa.n_averaged == 4
+    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(swa.averaged_weights, resumed_swa.averaged_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert list((tmp_path / "swa").iterdir()) == []  # a finished fit leaves no average behind
+
+
+def test_swa_refuses_a_backup_that_does_not_match_the_resumed_epoch(tmp_path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _swa_training(tmp_path, stop_at=3)
+    for path in (tmp_path / "swa").iterdir():
+        path.unlink()
+    with pytest.raises(RuntimeError, match="fit resumes at epoch 4, but .* not after epoch 3"):
+        _swa_training(tmp_path)
+
+
+def test_recompute_batchnorm_statistics_under_mixed_bfloat16() -> None:
+    """The second BN layer gets the bfloat16 output of a convolution; it is reduced in float32 on the device."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model, layers = _bn_model("functional")
+    assert keras.KerasTensor.dtype.fget(layers[2].input) == "bfloat16"
+    x = np.random.default_rng(0).normal(2.0, 3.0, (50, 4, 4, 3)).astype(np.float32)
+    recompute_batchnorm_statistics(model, x, batch_size=16)
+    mean, var = _moving_statistics(layers[0])  # the model's float32 input itself
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 1, 2), dtype=np.float64), rtol=1e-5)
+    np.testing.assert_allclose(var, x.var(axis=(0, 1, 2), dtype=np.float64), rtol=1e-5)
+    h = _second_bn_inputs_by_hand(layers, x, 16)  # float64 arithmetic: bfloat16 keeps about 3 digits
+    mean, var = _moving_statistics(layers[2])
+    np.testing.assert_allclose(mean, h.mean(axis=(0, 1, 2)), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(var, h.var(axis=(0, 1, 2)), rtol=2e-2)

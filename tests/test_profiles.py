@@ -9,7 +9,7 @@ from fmnist_utils.profiles import PROFILE_VARIABLE, get_profile
 
 
 @pytest.mark.parametrize("gpu_visible", [True, False])
-@pytest.mark.parametrize("value", ["smoke", "quick", "full", " Quick "])
+@pytest.mark.parametrize("value", ["smoke", "quick", "full", "best", " Quick "])
 def test_explicit_profile_wins_over_hardware(monkeypatch, value, gpu_visible):
     monkeypatch.setenv(PROFILE_VARIABLE, value)
     profile = get_profile(gpu_visible=gpu_visible)
@@ -38,7 +38,16 @@ def test_pick_and_sizes(monkeypatch):
     assert smoke.train_images == 2000
     monkeypatch.setenv(PROFILE_VARIABLE, "full")
     full = get_profile(gpu_visible=False)
-    assert full.pick(smoke=1, quick=10, full=50) == 50 and full.train_images is None
+    assert full.pick(smoke=1, quick=10, full=50, best=80) == 50 and full.train_images is None
+    monkeypatch.setenv(PROFILE_VARIABLE, "best")
+    best = get_profile(gpu_visible=True)
+    assert best.pick(smoke=1, quick=10, full=50, best=80) == 80
+    assert best.pick(smoke=1, quick=10, full=50) == 50  # no best recipe of its own: the full one
+
+
+def test_best_is_never_the_default(monkeypatch):
+    monkeypatch.delenv(PROFILE_VARIABLE, raising=False)
+    assert {get_profile(gpu_visible=g).name for g in (False, True)} == {"quick", "full"}
 
 
 def test_profiles_imports_neither_environment_nor_keras():

@@ -108,8 +108,8 @@ def test_table_labels_backends_only_when_several_ran_a_profile():
     records = [_record(backend="jax", accuracy=0.8), _record(accuracy=0.9), _record(profile="full", accuracy=0.95)]
     row = results.results_table(records, ["01_mlp"]).splitlines()[-1]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[3:5] == ["80.00% (jax); 90.00% (tensorflow)", "95.00%"]
-    assert cells[5] == (
+    assert cells[3:6] == ["80.00% (jax); 90.00% (tensorflow)", "95.00%", "not measured"]  # quick, full, best
+    assert cells[6] == (
         "quick: CPU: x, 2 cores, jax, 2.0 min; quick: CPU: x, 2 cores, tensorflow, 2.0 min; "
         "full: CPU: x, 2 cores, tensorflow, 2.0 min"
     )

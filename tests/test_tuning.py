@@ -112,7 +112,8 @@ def test_training_the_same_values_twice_gives_the_same_history(tiny_images):
     x, y, x_val, y_val = tiny_images
     values = {**VALUES, "augmentation": "flip + shift + erasing"}
     histories = [
-        tuning.train(values, BASE_FILTERS, 2, 0, x, y, (x_val, y_val), batchnorm_images=32)[1].history for _ in range(2)
+        tuning.train(values, BASE_FILTERS, 2, 0, x, y, (x_val, y_val), batchnorm_images=32, batch_size=32)[1].history
+        for _ in range(2)
     ]
     assert histories[0] == histories[1]
 
