@@ -98,10 +98,16 @@ def gpu_estimate(
     arithmetic = (
         f"{epochs} epochs x ({TRAINING_STEP_IN_FORWARD_PASSES} x {train_images:,} + {val_images:,}) images x "
         f"2 x {multiply_adds / 1e6:,.1f} M multiply-adds = {flops / 1e15:.2f} PFLOP at {spec.tflops[0]:g}-"
-        f"{spec.tflops[1]:g} TFLOPS ({spec.policy}) = {compute[0]:.1f}-{compute[1]:.1f} min, plus {steps:,} steps x "
+        f"{spec.tflops[1]:g} TFLOPS ({spec.policy}) = {_minutes(compute[0])}-{_minutes(compute[1])} min, plus {steps:,} "
+        f"steps x "
         f"{spec.step_ms[0]:g}-{spec.step_ms[1]:g} ms = {host[0]:.1f}-{host[1]:.1f} min on a {spec.name}"
     )
     return Estimate(compute[0] + host[0], compute[1] + host[1], arithmetic)
+
+
+def _minutes(minutes: float) -> str:
+    """``"1.3"``, or ``"0.03"`` below a tenth of a minute."""
+    return f"{minutes:.1f}" if minutes >= 0.1 else f"{minutes:.2f}"
 
 
 def forward_seconds(model: Any, batch: Any, repeats: int = 3) -> float:
