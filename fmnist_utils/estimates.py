@@ -98,9 +98,9 @@ def gpu_estimate(
     arithmetic = (
         f"{epochs} epochs x ({TRAINING_STEP_IN_FORWARD_PASSES} x {train_images:,} + {val_images:,}) images x "
         f"2 x {multiply_adds / 1e6:,.1f} M multiply-adds = {flops / 1e15:.2f} PFLOP at {spec.tflops[0]:g}-"
-        f"{spec.tflops[1]:g} TFLOPS ({spec.policy}) = {_minutes(compute[0])}-{_minutes(compute[1])} min, plus {steps:,} "
-        f"steps x "
-        f"{spec.step_ms[0]:g}-{spec.step_ms[1]:g} ms = {host[0]:.1f}-{host[1]:.1f} min on a {spec.name}"
+        f"{spec.tflops[1]:g} TFLOPS ({spec.policy}) = {_minutes(compute[0])}-{_minutes(compute[1])} min, "
+        f"plus {steps:,} steps x {spec.step_ms[0]:g}-{spec.step_ms[1]:g} ms = {host[0]:.1f}-{host[1]:.1f} min "
+        f"on a {spec.name}"
     )
     return Estimate(compute[0] + host[0], compute[1] + host[1], arithmetic)
 

@@ -255,8 +255,9 @@ def train(
 ) -> tuple[keras.Model, keras.callbacks.History]:
     """Train one configuration outside a tuner, as a trial with these ``values`` would be trained.
 
-    ``batchnorm_images`` and ``batch_size`` are those of :class:`CNNHyperModel`; ``fit_options`` go to :meth:`CNNHyperModel.fit`
-    (``callbacks``, ``verbose``). Returns the trained model (final weights) and its ``History``.
+    ``batchnorm_images`` and ``batch_size`` are those of :class:`CNNHyperModel`; ``fit_options`` go to
+    :meth:`CNNHyperModel.fit` (``callbacks``, ``verbose``). Returns the trained model (final weights) and its
+    ``History``.
     """
     hypermodel = CNNHyperModel(
         SearchSpace.point(values), base_filters, epochs, seed, batch_size=batch_size, batchnorm_images=batchnorm_images

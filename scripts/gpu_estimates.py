@@ -58,7 +58,7 @@ def main() -> int:
                     for model, epochs, batch, images in runs
                 ]
                 low, high = sum(p.low_minutes for p in parts), sum(p.high_minutes for p in parts)
-                cells.append(f"{low:.0f}-{high:.0f} min" if high >= 1 else "< 1 min")
+                cells.append(f"{low:.0f}-{high:.0f} min" if high >= 10 else f"{low:.1f}-{high:.1f} min")
             print(f"| `{profile}` | {notebook} | " + " | ".join(cells) + " |")
     return 0
 
