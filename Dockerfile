@@ -14,9 +14,13 @@ ARG NB_USER=fmnist
 ARG NB_UID=1000
 ARG NB_GID=1000
 
+# Several notebooks share the GPU in one Jupyter server: TensorFlow takes GPU memory as it needs it instead of
+# almost all of it per kernel, and JAX does not pre-allocate 75 % of it.
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_CPP_MIN_LOG_LEVEL=1 \
+    TF_FORCE_GPU_ALLOW_GROWTH=true \
+    XLA_PYTHON_CLIENT_PREALLOCATE=false \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:${PATH}
 

@@ -13,6 +13,8 @@ import datetime as dt
 import importlib.util
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,6 +29,9 @@ PRECISION_VARIABLE = "FMNIST_PRECISION"
 # later) and AMX-BF16 tiles (Intel Sapphire Rapids and later). oneDNN, which TensorFlow uses on x86, runs
 # bfloat16 convolutions and matrix products on them.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# Read by the backends when they load: TensorFlow grows its GPU memory instead of taking almost all of it, and
+# JAX does not pre-allocate 75 % of it (the Dockerfile and docker-compose.yml set them too).
+GPU_MEMORY_ON_DEMAND = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
 @dataclass(frozen=True)
@@ -138,15 +143,23 @@ def import_keras_quietly():
     TensorFlow 2.21 prints oneDNN and CUDA-driver notices while it is imported, before
     ``TF_CPP_MIN_LOG_LEVEL`` takes effect; they say nothing about the notebook and would clutter
     its committed outputs. Under another backend (JAX), Keras still imports an installed
-    TensorFlow later, in ``keras.utils.set_random_seed``, so it is imported here, quietly, too.
-    Python errors still surface: an import that fails raises as usual.
+    TensorFlow later, in ``keras.utils.set_random_seed``, so it is imported here, quietly, too, and
+    with no GPU visible to it. Python errors still surface: an import that fails raises as usual.
+
+    It also sets :data:`GPU_MEMORY_ON_DEMAND` (unless already set) before the backend loads, so that
+    TensorFlow and JAX take GPU memory as they need it and several notebooks can share one GPU.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name, value in GPU_MEMORY_ON_DEMAND.items():
+        os.environ.setdefault(name, value)
     with _stderr_to_devnull():
         import keras
 
         if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            # Keras under JAX imports TensorFlow only for utilities: it must not claim the GPU JAX trains on.
+            tensorflow.config.set_visible_devices([], "GPU")
     return keras
 
 
@@ -191,6 +204,19 @@ def gpu_details() -> tuple[str, tuple[int, int] | None] | None:
             return None
         return torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0))
     return None
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether the machine has an NVIDIA GPU, whatever the backend sees (``/dev/nvidiactl`` or ``nvidia-smi -L``)."""
+    if os.path.exists("/dev/nvidiactl"):
+        return True
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and "GPU" in done.stdout
 
 
 def gpu_name() -> str | None:
@@ -305,6 +331,12 @@ def start_run(notebook: str, seed: int, epochs: dict[str, int] | int, profile: P
     print(f"Backend     : {run.backend}")
     print(f"Device      : {run.device}")
     print("Versions    : " + ", ".join(f"{k} {v}" for k, v in run.versions.items()))
+    if gpu is None and nvidia_gpu_present():
+        print(
+            "Warning     : this machine has an NVIDIA GPU, but the Keras backend does not see it, so this run uses "
+            "the CPU. Likely causes: a TensorFlow or JAX without CUDA (pip install 'tensorflow[and-cuda]'), a driver "
+            "older than the CUDA of the wheels (nvidia-smi shows both), or CUDA_VISIBLE_DEVICES hiding it."
+        )
     if gpu is None and profile.name in ("full", "best"):
         print("No GPU is visible: the full recipe will be slow. Use Colab or the Docker image (see README).")
     return run

@@ -196,8 +196,10 @@ def update_readme(root: Path | None = None) -> bool:
     return updated != readme
 
 
-def comparison(profile: str, records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+def comparison(profile: str | None, records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """The recorded runs of one profile side by side, for the comparison table at the end of each notebook.
+
+    ``profile`` None keeps every record given (notebook 06 passes the records of the profiles it read).
 
     One row per notebook and backend, indexed by ``(notebook, backend)``; empty when nothing is recorded.
     Columns: model, parameters, epochs, best validation accuracy, test accuracy, training minutes, hardware.
@@ -217,7 +219,7 @@ def comparison(profile: str, records: list[dict[str, Any]] | None = None) -> pd.
             "hardware": r["hardware"],
         }
         for r in (records if records is not None else load_results())
-        if r["profile"] == profile
+        if profile is None or r["profile"] == profile
     ]
     return pd.DataFrame(rows).set_index(["notebook", "backend"]) if rows else pd.DataFrame()
 
