@@ -46,10 +46,11 @@ def colab(tmp_path_factory):
     if branch == "HEAD":
         pytest.skip("HEAD is detached: the Setup cell clones a branch")
     base = tmp_path_factory.mktemp("colab")
-    fake = base / "fake-modules" / "google" / "colab"
+    fake = base / "fake-modules" / "google" / "colab"  # google stays a namespace package (google.protobuf)
     fake.mkdir(parents=True)
-    (fake.parent / "__init__.py").write_text("")
     (fake / "__init__.py").write_text('"""A stand-in for the module that tells a notebook it runs on Colab."""\n')
+    # Colab's kernel has google.colab imported before the first cell runs; sitecustomize does that here.
+    (fake.parent.parent / "sitecustomize.py").write_text("import google.colab  # noqa: F401\n")
     site = base / "site-packages"
     return base, {
         "FMNIST_REPO_URL": f"file://{ROOT}",
@@ -80,3 +81,36 @@ def test_notebook_runs_from_an_empty_folder_as_on_colab(colab, name, tmp_path, m
     assert "Run profile : smoke" in printed
     if name.startswith("06"):
         assert "01_mlp               quick predictions" in printed  # the clone's committed quick predictions
+
+
+# What a Colab runtime had preinstalled in 2025 (a stand-in: only their names and versions are faked).
+COLAB_PREINSTALLED = {"tensorflow": "2.19.0", "keras": "3.10.0", "numpy": "2.0.2"}
+
+
+def test_installing_the_package_leaves_colabs_tensorflow_keras_and_numpy_alone(tmp_path) -> None:
+    """pip resolves the package against a venv in which Colab's versions count as installed; none may change."""
+    import venv
+
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    python = tmp_path / "venv" / "bin" / "python"
+    site = next((tmp_path / "venv" / "lib").glob("python3.*/site-packages"))
+    for name, version in COLAB_PREINSTALLED.items():
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (info / "INSTALLER").write_text("pip\n")
+        (info / "RECORD").write_text("")
+    report = tmp_path / "report.json"
+    command = [str(python), "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report), str(ROOT)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 and ("NewConnectionError" in done.stderr or "No matching distribution" in done.stderr):
+        pytest.skip(f"no package index reachable: {done.stderr[-300:]}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    to_install = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert "fmnist-utils" in to_install or "fmnist_utils" in to_install
+    assert not set(COLAB_PREINSTALLED) & set(to_install), {
+        n: to_install[n] for n in set(COLAB_PREINSTALLED) & set(to_install)
+    }

@@ -55,3 +55,43 @@ def test_setup_is_quiet_under_jax_with_tensorflow_installed():
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Backend     : jax" in done.stdout
     assert done.stderr == ""
+
+
+def test_gpu_memory_is_taken_on_demand_and_tensorflow_leaves_the_gpu_to_jax():
+    code = textwrap.dedent("""
+        import os
+        from fmnist_utils.environment import import_keras_quietly
+        keras = import_keras_quietly()
+        import tensorflow as tf
+        print(os.environ["TF_FORCE_GPU_ALLOW_GROWTH"], os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"])
+        print(tf.config.get_visible_devices("GPU"))
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    for name in ("TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["true false", "[]"]
+
+
+def test_setup_warns_when_a_gpu_is_present_but_unseen(monkeypatch, capsys):
+    from fmnist_utils import environment
+
+    monkeypatch.setattr(environment, "gpu_details", lambda: None)
+    monkeypatch.setattr(environment, "nvidia_gpu_present", lambda: True)
+    start_run("00_check", seed=0, epochs=1, profile=Profile("quick", "test"))
+    out = capsys.readouterr().out
+    assert "Warning     : this machine has an NVIDIA GPU, but the Keras backend does not see it" in out
+    monkeypatch.setattr(environment, "nvidia_gpu_present", lambda: False)
+    start_run("00_check", seed=0, epochs=1, profile=Profile("quick", "test"))
+    assert "Warning" not in capsys.readouterr().out
+
+
+def test_setup_waits_for_the_dpkg_lock():
+    """A fresh cloud machine's boot-time apt-get holds the dpkg lock; setup and CI wait for it instead of failing."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in ("scripts/get_dataset.sh", ".ci/run"):
+        with open(os.path.join(root, name)) as script:
+            text = script.read()
+        assert "DPkg::Lock::Timeout=" in text, name
+    assert "waiting for it" in open(os.path.join(root, "scripts/get_dataset.sh")).read()
