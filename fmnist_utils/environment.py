@@ -334,8 +334,9 @@ def start_run(notebook: str, seed: int, epochs: dict[str, int] | int, profile: P
     if gpu is None and nvidia_gpu_present():
         print(
             "Warning     : this machine has an NVIDIA GPU, but the Keras backend does not see it, so this run uses "
-            "the CPU. Likely causes: a TensorFlow or JAX without CUDA (pip install 'tensorflow[and-cuda]'), a driver "
-            "older than the CUDA of the wheels (nvidia-smi shows both), or CUDA_VISIBLE_DEVICES hiding it."
+            "the CPU. Likely causes: a TensorFlow or JAX without CUDA (pip install 'tensorflow[and-cuda]'; the Docker "
+            "image's JAX is CPU-only), a driver older than the CUDA of the wheels (nvidia-smi shows both), or "
+            "CUDA_VISIBLE_DEVICES hiding it."
         )
     if gpu is None and profile.name in ("full", "best"):
         print("No GPU is visible: the full recipe will be slow. Use Colab or the Docker image (see README).")
