@@ -3,7 +3,10 @@
 
 TensorFlow's GPU images have shipped CUDA/cuDNN libraries that did not match their own TensorFlow;
 TensorFlow then lists no GPU, or fails at the first convolution, and the notebooks quietly train on
-the CPU. This check lists the GPUs and runs one small convolution on the first of them.
+the CPU. This check prints the driver and the CUDA/cuDNN versions TensorFlow was built with, lists the
+GPUs, runs one small convolution on the first of them, and then what training runs: a two-step ``fit``
+of a small Conv2D + BatchNormalization + ReLU model compiled with XLA (``jit_compile=True``, as Keras
+compiles every ``fit`` on a GPU), which exercises XLA's fused convolutions, ptxas and libdevice.
 
 Exit status: 0 when a GPU works, or when none does without ``--require``; 1 with ``--require``
 when TensorFlow has no working GPU.
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 
 HINTS = """\
@@ -41,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         return failure
 
     built_with_cuda = tf.test.is_built_with_cuda()
-    print(f"[fmnist] TensorFlow {tf.__version__} (built with CUDA: {built_with_cuda})")
+    build = tf.sysconfig.get_build_info()
+    print(
+        f"[fmnist] TensorFlow {tf.__version__} (built with CUDA: {built_with_cuda}; CUDA "
+        f"{build.get('cuda_version', 'unknown')}, cuDNN {build.get('cudnn_version', 'unknown')}); "
+        f"NVIDIA driver {driver_version()}"
+    )
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         print("[fmnist] NO GPU is visible to TensorFlow: tf.config.list_physical_devices('GPU') == [].")
@@ -71,8 +81,55 @@ def main(argv: list[str] | None = None) -> int:
     if value != value:  # NaN
         print("[fmnist] A GPU is listed, but a convolution on it returned NaN.")
         return failure
-    print("[fmnist] GPU check passed: a convolution ran on /GPU:0.")
+    try:
+        loss = xla_fit_check()
+    except Exception as error:
+        print(f"[fmnist] A convolution runs, but an XLA-compiled fit (as in every notebook) failed: {error}")
+        print(HINTS)
+        return failure
+    if loss != loss:  # NaN
+        print("[fmnist] An XLA-compiled fit on the GPU returned a NaN loss.")
+        return failure
+    print("[fmnist] GPU check passed: a convolution and a two-step XLA-compiled fit ran on /GPU:0.")
     return 0
+
+
+def driver_version() -> str:
+    """The NVIDIA driver version that ``nvidia-smi`` reports, or why there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return "unknown (no nvidia-smi)"
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unknown ({error})"
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def xla_fit_check() -> float:
+    """Train a tiny Conv2D + BatchNormalization + ReLU model for two steps with ``jit_compile=True``; the last loss."""
+    import keras
+    import numpy as np
+
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 28, 28, 1), dtype=np.float32), np.arange(32) % 10
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    return float(history.history["loss"][-1])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ entrypoint is run with a stand-in `jupyter` to show that it never starts Jupyter
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -14,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -238,6 +241,72 @@ def test_gpu_job_runs_docker_smoke_with_a_gpu():
 def test_gpu_check_script_compiles():
     compile(GPU_CHECK.read_text(), str(GPU_CHECK), "exec")
     assert 'list_physical_devices("GPU")' in GPU_CHECK.read_text()
+
+
+def _gpu_check_module():
+    spec = importlib.util.spec_from_file_location("fmnist_gpu_check", GPU_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_tensorflow(gpus=("GPU:0",), conv_error=None):
+    """Just what fmnist-gpu-check calls, with GPUs listed or not and a convolution that works or raises."""
+
+    def conv2d(*args, **kwargs):
+        if conv_error:
+            raise conv_error
+        return 1.0
+
+    devices = [types.SimpleNamespace(name=f"/physical_device:{g}") for g in gpus]
+    experimental = types.SimpleNamespace(
+        set_memory_growth=lambda gpu, grow: None, get_device_details=lambda gpu: {"device_name": "Tesla T4"}
+    )
+    return types.SimpleNamespace(
+        __version__="2.21.0",
+        test=types.SimpleNamespace(is_built_with_cuda=lambda: True),
+        sysconfig=types.SimpleNamespace(get_build_info=lambda: {"cuda_version": "12.5", "cudnn_version": "9"}),
+        config=types.SimpleNamespace(list_physical_devices=lambda kind: devices, experimental=experimental),
+        device=lambda name: contextlib.nullcontext(),
+        random=types.SimpleNamespace(normal=lambda shape: 0.0),
+        nn=types.SimpleNamespace(conv2d=conv2d),
+        reduce_sum=lambda value: value,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "status"),
+    [
+        ("no tensorflow", "TensorFlow does not import", 1),
+        ("no gpu", "NO GPU is visible to TensorFlow", 1),
+        ("conv fails", "a convolution on it failed (cuDNN?): DNN library is not found", 1),
+        ("fit fails", "an XLA-compiled fit (as in every notebook) failed: ptxas not found", 1),
+        ("works", "GPU check passed: a convolution and a two-step XLA-compiled fit ran on /GPU:0.", 0),
+    ],
+)
+def test_gpu_check_says_what_failed(monkeypatch, capsys, case, expected, status):
+    check = _gpu_check_module()
+    fake = {
+        "no tensorflow": None,  # `import tensorflow` raises ImportError
+        "no gpu": _fake_tensorflow(gpus=()),
+        "conv fails": _fake_tensorflow(conv_error=RuntimeError("DNN library is not found")),
+    }.get(case, _fake_tensorflow())
+    monkeypatch.setitem(sys.modules, "tensorflow", fake)
+    monkeypatch.setattr(check, "driver_version", lambda: "555.42")
+
+    def fit():
+        if case == "fit fails":
+            raise RuntimeError("ptxas not found")
+        return 0.5
+
+    monkeypatch.setattr(check, "xla_fit_check", fit)
+    assert check.main(["--require"]) == status
+    out = capsys.readouterr().out
+    assert expected in out, out
+    if case not in ("no tensorflow",):
+        assert "CUDA 12.5, cuDNN 9); NVIDIA driver 555.42" in out
+    if status:
+        assert check.main([]) == 0  # without --require a missing GPU only informs
 
 
 # --- entrypoint: never a Jupyter without a token -------------------------------------------------
