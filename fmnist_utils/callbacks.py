@@ -60,14 +60,16 @@ def _batchnorm_inputs(
     return bn_layers, tensors
 
 
-def _batchnorm_moments_model(model: keras.Model) -> tuple[list[keras.layers.BatchNormalization], keras.Model]:
-    """BN layers of ``model`` and a model that maps its input to each BN input's per-channel batch moments.
+def _batchnorm_moments_model(
+    model: keras.Model, bn_layers: list[keras.layers.BatchNormalization], tensors: list[keras.KerasTensor]
+) -> keras.Model:
+    """A model that maps ``model``'s input to the per-channel batch moments of each BN layer's input.
 
-    For every BN layer the moment model outputs the mean and the sum of squared deviations from that mean
-    (both float32, shape (channels,)) of the layer's input over the batch and all positions, reduced on the
-    device by the backend; only these 2 x channels numbers per layer reach the host.
+    ``bn_layers`` and ``tensors`` are those of :func:`_batchnorm_inputs`. For every BN layer it outputs the
+    mean and the sum of squared deviations from that mean (both float32, shape (channels,)) of the layer's
+    input over the batch and all positions, reduced on the device by the backend; only these 2 x channels
+    numbers per layer reach the host.
     """
-    bn_layers, tensors = _batchnorm_inputs(model)
     moments = []
     for bn, h in zip(bn_layers, tensors):
         axis = bn.axis % len(h.shape)
@@ -76,7 +78,7 @@ def _batchnorm_moments_model(model: keras.Model) -> tuple[list[keras.layers.Batc
         mean = keras.ops.mean(h, axis=axes, keepdims=True)
         squared_deviations = keras.ops.sum(keras.ops.square(h - mean), axis=axes)
         moments += [keras.ops.reshape(mean, (-1,)), squared_deviations]
-    return bn_layers, keras.Model(model.inputs, moments)
+    return keras.Model(model.inputs, moments)
 
 
 def recompute_batchnorm_statistics(model: keras.Model, x: np.ndarray, batch_size: int = 250) -> int:
@@ -124,7 +126,7 @@ def recompute_batchnorm_statistics(model: keras.Model, x: np.ndarray, batch_size
     if not bn_layers:
         return 0
 
-    _, moments_model = _batchnorm_moments_model(model)
+    moments_model = _batchnorm_moments_model(model, bn_layers, tensors)
     values_per_image = [int(np.prod(h.shape[1:])) // h.shape[bn.axis] for bn, h in zip(bn_layers, tensors)]
     counts = np.zeros(len(bn_layers))  # values per channel seen so far
     means: list[np.ndarray | float] = [0.0] * len(bn_layers)  # per channel, float64

@@ -225,13 +225,16 @@ def gpu_name() -> str | None:
     return details[0] if details else None
 
 
-def choose_precision() -> Precision:
-    """:func:`precision_policy` for this machine: its GPU, its CPU flags, the backend, ``FMNIST_PRECISION``."""
+def choose_precision(gpu: tuple[str, tuple[int, int] | None] | None) -> Precision:
+    """:func:`precision_policy` for this machine: its GPU, its CPU flags, the backend, ``FMNIST_PRECISION``.
+
+    Args:
+        gpu: what :func:`gpu_details` returned (name and compute capability), or None for no GPU.
+    """
     import keras
 
-    details = gpu_details()
     return precision_policy(
-        details[1] if details else None,
+        gpu[1] if gpu else None,
         cpu_flags(),
         backend=keras.backend.backend(),
         override=os.environ.get(PRECISION_VARIABLE),
@@ -307,9 +310,10 @@ def start_run(notebook: str, seed: int, epochs: dict[str, int] | int, profile: P
 
     keras.utils.set_random_seed(seed)
     plt.rcParams.update({"figure.dpi": 90, "axes.grid": False, "image.cmap": "binary"})
-    gpu = gpu_name()
+    details = gpu_details()
+    gpu = details[0] if details else None
     profile = profile or get_profile(gpu_visible=gpu is not None)
-    precision = choose_precision()
+    precision = choose_precision(details)
     keras.mixed_precision.set_global_policy(precision.policy)
     if isinstance(epochs, dict):
         epochs = profile.pick(**epochs)

@@ -14,7 +14,8 @@ Two estimates, both labelled as estimates wherever they are printed:
 
 from __future__ import annotations
 
-import time
+import timeit
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,18 +111,23 @@ def _minutes(minutes: float) -> str:
     return f"{minutes:.1f}" if minutes >= 0.1 else f"{minutes:.2f}"
 
 
+def fastest_seconds(function: Callable[[], object], rounds: int, calls: int = 1) -> float:
+    """Seconds per call of ``function``: the fastest of ``rounds`` rounds of ``calls`` calls, after one warm-up.
+
+    Other processes can only make a round slower, so the fastest round is the machine's speed. The warm-up
+    call traces or compiles whatever the first call does (``make bench`` uses this too).
+    """
+    function()
+    return min(timeit.repeat(function, repeat=rounds, number=calls)) / calls
+
+
 def forward_seconds(model: Any, batch: Any, repeats: int = 3) -> float:
     """Fastest of ``repeats`` timed forward passes of ``model`` on ``batch`` (inference mode), after one untimed one.
 
-    The untimed call traces or compiles the forward pass; nothing in the model changes.
+    The untimed call traces or compiles the forward pass; nothing in the model changes. ``predict_on_batch``
+    returns NumPy arrays, so each timed call includes waiting for its result.
     """
-    model.predict_on_batch(batch)
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(batch)  # returns NumPy arrays: the result is ready
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+    return fastest_seconds(lambda: model.predict_on_batch(batch), rounds=repeats)
 
 
 def print_fit_estimate(

@@ -29,12 +29,6 @@ STEPS_PER_EPOCH = 55_000 // BATCH_SIZE
 AUGMENTATION_CALLS = 20  # calls per round of an augmentation function
 
 
-def fastest_seconds(function: Callable[[], object], rounds: int, calls: int) -> float:
-    """Seconds per call of ``function``: the fastest of ``rounds`` rounds of ``calls`` calls, after one warm-up."""
-    function()
-    return min(timeit.repeat(function, repeat=rounds, number=calls)) / calls
-
-
 def main(argv: list[str] | None = None) -> int:
     """Print the machine, then one line per figure: what was timed, the time, and its budget if it has one."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,14 +40,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Machine : {cpu_name()}")
     print(f"Python  : {platform.python_version()}, NumPy {np.__version__}")
+    import_keras_quietly()  # estimates and augment import Keras; this keeps TensorFlow's C++ start-up lines quiet
+    from fmnist_utils import augment
+    from fmnist_utils.estimates import fastest_seconds
+
     data.load_data()  # the cold load is not timed (it may download the files); it prints where they are
     load_seconds = fastest_seconds(lambda: data.load_data(verbose=False), rounds, calls=1)
     figures: list[tuple[str, float, str, float | None]] = [
         ("warm dataset load (4 files read and verified)", load_seconds, "s", 1.5)
     ]
-
-    import_keras_quietly()  # augment imports Keras; this keeps TensorFlow's C++ start-up lines off the screen
-    from fmnist_utils import augment
 
     images = np.random.default_rng(0).uniform(0.0, 1.0, (BATCH_SIZE, 28, 28, 1)).astype(np.float32)
     rng = np.random.default_rng(1)
@@ -133,9 +128,9 @@ def print_model_table(steps: int) -> None:
     """One line per network: seconds per 55,000-image epoch in float32 and in this machine's policy."""
     import keras
 
-    from fmnist_utils.environment import choose_precision
+    from fmnist_utils.environment import choose_precision, gpu_details
 
-    precision = choose_precision()
+    precision = choose_precision(gpu_details())
     policies = ["float32"] + ([precision.policy] if precision.policy != "float32" else [])
     print(
         f"\nSeconds per 55,000-image training epoch ({STEPS_PER_EPOCH} steps of {BATCH_SIZE}, no validation), "

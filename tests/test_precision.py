@@ -58,7 +58,7 @@ def test_override_wins_and_bad_names_are_clear_errors(monkeypatch) -> None:
     with pytest.raises(ValueError, match=r"FMNIST_PRECISION='bf16' is not a Keras precision policy\. Use one of"):
         precision_policy(None, CPU_WITH_BF16, override="bf16")
     monkeypatch.setenv(PRECISION_VARIABLE, "float32")
-    assert environment.choose_precision().policy == "float32"
+    assert environment.choose_precision(environment.gpu_details()).policy == "float32"
 
 
 def test_cpu_flags_reads_this_machine() -> None:
