@@ -14,9 +14,11 @@ and dtype, and never modify their input.
 """
 
 import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
+from scipy import ndimage
 
 
 def random_flip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -94,11 +96,53 @@ def augment_batch(
     return random_erasing(x, rng, p=erasing_p)
 
 
+def photo_like_batch(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    max_degrees: float = 20.0,
+    scale: tuple[float, float] = (0.8, 1.05),
+    gain: tuple[float, float] = (0.5, 1.2),
+    gamma: tuple[float, float] = (0.7, 1.4),
+    blur_p: float = 0.3,
+    noise_p: float = 0.5,
+    erasing_p: float = 0.3,
+) -> np.ndarray:
+    """Alter Fashion-MNIST images the way notebook 08's photo pipeline alters real clothes.
+
+    Per image: a mirror flip (probability 0.5); a rotation by up to ``max_degrees`` and a scaling by a factor
+    in ``scale`` about the centre, plus a shift of up to 2 pixels (a garment lies crooked on a bed, the mask
+    cuts it a little large or small); the item's brightness ``gain * x ** gamma`` (a white T-shirt, negated,
+    comes out dim, a black one bright); a Gaussian blur of 0.5-1 pixel (probability ``blur_p``, a soft photo);
+    noise of standard deviation 0.05 on the item only (probability ``noise_p``, prints and fabric texture:
+    the background stays black, as the pipeline makes it); then Random Erasing (probability ``erasing_p``, a
+    fold or a hand over part of the item).
+    """
+    x = random_flip(x, rng)
+    n, height, width, _ = x.shape
+    out = np.empty_like(x)
+    centre = np.array([(height - 1) / 2, (width - 1) / 2])
+    angles = np.deg2rad(rng.uniform(-max_degrees, max_degrees, n))
+    factors = rng.uniform(*scale, n)
+    shifts = rng.uniform(-2, 2, (n, 2))
+    for i in range(n):
+        cos, sin = np.cos(angles[i]), np.sin(angles[i])
+        matrix = np.array([[cos, -sin], [sin, cos]]) / factors[i]  # output pixel -> input pixel
+        offset = centre - matrix @ (centre + shifts[i])
+        out[i, :, :, 0] = ndimage.affine_transform(x[i, :, :, 0], matrix, offset, order=1, mode="constant")
+    out = np.clip(out, 0, 1)
+    brightness = rng.uniform(*gain, (n, 1, 1, 1)) * out ** rng.uniform(*gamma, (n, 1, 1, 1))
+    blurred = ndimage.gaussian_filter(brightness, sigma=(0, 0.75, 0.75, 0))
+    out = np.where(rng.random((n, 1, 1, 1)) < blur_p, blurred, brightness)
+    noisy = out + rng.normal(0, 0.05, out.shape) * (out > 0.02)
+    out = np.where(rng.random((n, 1, 1, 1)) < noise_p, noisy, out)
+    return random_erasing(np.clip(out, 0, 1).astype(x.dtype), rng, p=erasing_p)
+
+
 class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled, augmented mini-batches for ``model.fit``.
 
     The examples are reshuffled every epoch and each batch is augmented with
-    ``augment_batch``.  The order and the augmentations depend only on
+    ``augment_batch`` (or the function given as ``augment``).  The order and the augmentations depend only on
     ``(seed, epoch, batch index)``, so they are reproducible even when
     batches are prepared by several workers.  Pass ``shuffle=False`` to
     ``fit``: otherwise Keras also permutes the batch order with Python's
@@ -119,6 +163,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         batch_size: examples per batch.
         seed: seed of the shuffling and the augmentations.
         flip, max_shift, erasing_p: see ``augment_batch``.
+        augment: instead of ``augment_batch``, a function ``(images, rng) -> images`` such as
+            :func:`photo_like_batch` (notebook 08); ``flip``, ``max_shift`` and ``erasing_p`` are then unused.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``
             of ``keras.utils.PyDataset``.
     """
@@ -132,6 +178,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         flip: bool = True,
         max_shift: int = 2,
         erasing_p: float = 0.5,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -139,6 +186,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.seed = seed
         self.flip, self.max_shift, self.erasing_p = flip, max_shift, erasing_p
+        self.augment = augment
         self.set_epoch(0)
 
     def __len__(self) -> int:
@@ -151,7 +199,10 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         batch = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        x = augment_batch(self.x[batch], rng, self.flip, self.max_shift, self.erasing_p)
+        if self.augment is None:
+            x = augment_batch(self.x[batch], rng, self.flip, self.max_shift, self.erasing_p)
+        else:
+            x = self.augment(self.x[batch], rng)
         return x, self.y[batch]
 
     def set_epoch(self, epoch: int) -> None:

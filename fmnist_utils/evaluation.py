@@ -98,3 +98,41 @@ def best_epoch(history: Mapping[str, list[float]], metric: str = "val_accuracy")
     values = history[metric]
     index = int(np.argmax(values))
     return float(values[index]), index + 1
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two classifiers scored on the same N images: accuracies (fractions), the discordant counts
+    (``only_a``: images A gets right and B wrong; ``only_b``: the reverse) and the exact McNemar p-value
+    (two-sided binomial test of ``only_a`` against ``only_a + only_b`` fair coin flips)."""
+
+    accuracy_a: float
+    accuracy_b: float
+    only_a: int
+    only_b: int
+    p_value: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.accuracy_a:.1%} vs {self.accuracy_b:.1%} ({self.accuracy_b - self.accuracy_a:+.1%}); "
+            f"only A right on {self.only_a}, only B right on {self.only_b}; exact McNemar p = {self.p_value:.3g}"
+        )
+
+
+def paired_comparison(probabilities_a: np.ndarray, probabilities_b: np.ndarray, labels: np.ndarray) -> PairedComparison:
+    """Compare two classifiers' predictions on the same images with an exact McNemar test.
+
+    Images both classifiers get right, or both wrong, say nothing about which is better; only the discordant
+    ones do. If A and B were equally good, each discordant image would be A's with probability 1/2.
+
+    Args:
+        probabilities_a, probabilities_b: class probabilities (N, C) of the two classifiers (argmax = prediction).
+        labels: true classes (N,).
+    """
+    from scipy import stats
+
+    right_a = np.asarray(probabilities_a).argmax(axis=1) == labels
+    right_b = np.asarray(probabilities_b).argmax(axis=1) == labels
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
+    p_value = stats.binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
+    return PairedComparison(float(right_a.mean()), float(right_b.mean()), only_a, only_b, float(p_value))

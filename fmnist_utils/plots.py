@@ -26,8 +26,11 @@ CORRECT_COLOUR = "tab:blue"
 WRONG_COLOUR = "tab:red"
 
 
-def _as_images(x: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) or (N, 28, 28, 1) -> (N, 28, 28)."""
+def _as_images(x: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """(N, 28, 28) or (N, 28, 28, 1) -> (N, 28, 28); a list of images of different sizes stays a list, each
+    (H, W, 1) image made (H, W)."""
+    if isinstance(x, list | tuple):
+        return [image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image for image in map(np.asarray, x)]
     x = np.asarray(x)
     return x[..., 0] if x.ndim == 4 and x.shape[-1] == 1 else x
 
@@ -43,12 +46,14 @@ def plot_image_grid(
 ) -> Figure:
     """A grid of grey images (N, H, W) or (N, H, W, 1), with optional titles, e.g. filters or augmentations.
 
+    ``images`` may also be a list of images of different sizes; RGB images (H, W, 3) are shown in colour.
+
     With ``centred``, for signed values such as filter weights: one diverging colour map (``cmap``, e.g. "RdBu")
     for all images, with limits -m and +m, m the largest absolute value, so that zero is the map's middle colour,
     and a colour bar.
     """
     images = _as_images(images)
-    limit = float(np.abs(images).max()) or 1.0
+    limit = max(float(np.abs(image).max()) for image in images) or 1.0
     limits = {"vmin": -limit, "vmax": limit} if centred else {}
     nrows = int(np.ceil(len(images) / ncols))
     fig, axes = plt.subplots(
