@@ -391,12 +391,24 @@ class OodRule:
         return ood_score(logits, self.method, self.temperature)
 
 
+def predict_logits(model: Any, images: np.ndarray, flip_tta: bool = True) -> np.ndarray:
+    """Logits (N, 10) float64 of images (N, 28, 28, 1) in one call of ``model``; with ``flip_tta`` the mean of the
+    logits of each image and of its mirror image (the models of notebook 08 are trained on mirrored images too)."""
+    logits = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float64)
+    if flip_tta:
+        mirrored = keras.ops.convert_to_numpy(model(np.ascontiguousarray(images[:, :, ::-1]), training=False))
+        logits = (logits + np.asarray(mirrored, np.float64)) / 2
+    return logits
+
+
 @dataclass(frozen=True)
 class PhotoClassifier:
-    """A Keras model that outputs logits for (N, 28, 28, 1) images, and its :class:`OodRule`."""
+    """A Keras model that outputs logits for (N, 28, 28, 1) images, its :class:`OodRule`, and whether it averages
+    each image with its mirror image (:func:`predict_logits`)."""
 
     model: Any
     ood: OodRule = field(default_factory=OodRule)
+    flip_tta: bool = True
 
     def save(self, path: str | Path, **facts: Any) -> Path:
         """Write the model to ``path`` (``.keras``) and the rule, with ``facts`` (e.g. how it was trained), to
@@ -405,7 +417,8 @@ class PhotoClassifier:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.model.save(path)
         sidecar = {
-            "ood": {"method": self.ood.method, "temperature": self.ood.temperature, "threshold": self.ood.threshold}
+            "ood": {"method": self.ood.method, "temperature": self.ood.temperature, "threshold": self.ood.threshold},
+            "flip_tta": self.flip_tta,
         }
         path.with_suffix(".json").write_text(json.dumps({**sidecar, **facts}, indent=2) + "\n")
         return path
@@ -419,8 +432,10 @@ def load_classifier(path: str | Path | None = None) -> PhotoClassifier:
         raise FileNotFoundError(f"no model at {path}: run notebook 08 (it writes {DEFAULT_MODEL_NAME}) or pass --model")
     model = keras.saving.load_model(path, compile=False)
     sidecar = path.with_suffix(".json")
-    rule = OodRule(**json.loads(sidecar.read_text())["ood"]) if sidecar.is_file() else OodRule()
-    return PhotoClassifier(model, rule)
+    if not sidecar.is_file():
+        return PhotoClassifier(model)
+    facts = json.loads(sidecar.read_text())
+    return PhotoClassifier(model, OodRule(**facts["ood"]), facts.get("flip_tta", True))
 
 
 @dataclass(frozen=True)
@@ -449,7 +464,7 @@ def classify(images: np.ndarray, model: PhotoClassifier | str | Path | None = No
         images = images[..., None]
     if images.shape[1:] != (28, 28, 1):
         raise ValueError(f"expected images (N, 28, 28) or (N, 28, 28, 1), got {images.shape}; see to_fashion_mnist")
-    logits = np.asarray(classifier.model.predict(images, batch_size=256, verbose=0), np.float64)
+    logits = predict_logits(classifier.model, images, classifier.flip_tta)
     probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     scores = classifier.ood.scores(logits)

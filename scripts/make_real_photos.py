@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     photos = source_photos(args.source)
     rng = random.Random(args.seed)
     if args.out.exists():
+        if not (args.out / "labels.csv").is_file():
+            sys.exit(f"{args.out} exists and is not a photo subset (no labels.csv): choose another --out")
         shutil.rmtree(args.out)
     rows = []
     for label in LABELS:

@@ -7,6 +7,7 @@ import pytest
 from fmnist_utils.augment import (
     AugmentedBatches,
     augment_batch,
+    photo_like_batch,
     random_erasing,
     random_flip,
     random_translate,
@@ -36,6 +37,7 @@ def _shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
         random_erasing,
         augment_batch,
         lambda x, rng: augment_batch(x, rng, flip=False, max_shift=0, erasing_p=0.0),
+        photo_like_batch,
     ],
 )
 def test_shape_dtype_preserved_and_input_untouched(augment) -> None:
@@ -164,3 +166,34 @@ def test_works_in_fit() -> None:
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(AugmentedBatches(x, y, batch_size=32), epochs=2, shuffle=False, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+
+
+def test_photo_like_batch_keeps_a_black_background_black_and_stays_in_range() -> None:
+    x = np.zeros((64, 28, 28, 1), np.float32)
+    x[:, 8:20, 10:18] = 0.7
+    out = photo_like_batch(x, np.random.default_rng(0))
+    assert out.min() >= 0 and out.max() <= 1
+    assert out[:, :3].max() < 0.01 and out[:, -3:].max() < 0.01  # far from the item: still black (blur tails)
+    assert photo_like_batch(np.zeros_like(x), np.random.default_rng(0)).max() == 0  # no item, no noise
+    brightness = out.reshape(64, -1).max(axis=1)
+    assert brightness.std() > 0.05  # the item's brightness varies from image to image
+    np.testing.assert_array_equal(out, photo_like_batch(x, np.random.default_rng(0)))  # seeded
+
+
+def test_photo_like_batch_rotates_by_up_to_max_degrees() -> None:
+    """A horizontal bar, rotated by up to 45 degrees: its ink spreads over more rows, never more than 45 allow."""
+    x = np.zeros((32, 28, 28, 1), np.float32)
+    x[:, 13:15, 4:24] = 1.0
+    options = dict(scale=(1.0, 1.0), gain=(1.0, 1.0), gamma=(1.0, 1.0), blur_p=0.0, noise_p=0.0, erasing_p=0.0)
+    flat = photo_like_batch(x, np.random.default_rng(1), max_degrees=0.0, **options)
+    tilted = photo_like_batch(x, np.random.default_rng(1), max_degrees=45.0, **options)
+    rows = lambda images: (images[..., 0].max(axis=2) > 0.3).sum(axis=1)  # noqa: E731
+    assert rows(flat).max() <= 6  # the 2-pixel bar, shifted by up to 2 pixels and interpolated
+    assert rows(tilted).max() > 8 and rows(tilted).max() <= 17  # 20 * sin(45 degrees) + 2 = 16.1
+
+
+def test_augmented_batches_use_the_augment_function_given() -> None:
+    x, y = _images(20), np.arange(20)
+    batches = AugmentedBatches(x, y, batch_size=10, seed=0, augment=lambda images, rng: images * 0 + 0.5)
+    images, labels = batches[0]
+    assert (images == 0.5).all() and sorted(labels.tolist()) == sorted(y[batches.order[:10]].tolist())

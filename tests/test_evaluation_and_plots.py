@@ -116,6 +116,30 @@ def test_centred_image_grid_puts_zero_in_the_middle_of_the_colour_map():
     assert [image.get_clim() for ax in plain.axes for image in ax.get_images()] == [(-0.5, 0.2), (-0.1, 0.3)]
 
 
+def test_image_grid_shows_photos_of_different_sizes_in_colour():
+    photo = np.zeros((40, 30, 3), np.uint8)
+    photo[..., 0] = 255
+    fig = plots.plot_image_grid([photo, np.ones((28, 28, 1)), np.zeros((50, 50))], ["photo", "grey", "other"], ncols=3)
+    shown = [image.get_array() for ax in fig.axes for image in ax.get_images()]
+    assert [image.shape for image in shown] == [(40, 30, 3), (28, 28), (50, 50)]
+
+
+def test_paired_comparison_against_a_hand_count():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    right = np.eye(3)[labels]
+    wrong = np.eye(3)[(labels + 1) % 3]
+    a = np.where(np.array([1, 1, 1, 0, 0, 1, 1, 1])[:, None], right, wrong)  # 6 right
+    b = np.where(np.array([1, 0, 0, 1, 1, 1, 1, 1])[:, None], right, wrong)  # 6 right
+    result = evaluation.paired_comparison(a, b, labels)
+    assert (result.only_a, result.only_b) == (2, 2) and result.accuracy_a == result.accuracy_b == 0.75
+    assert result.p_value == pytest.approx(1.0)
+    # B right on 6 images A gets wrong, A never right alone: two-sided exact p = 2 / 2**6
+    assert evaluation.paired_comparison(wrong[:6], right[:6], labels[:6]).p_value == pytest.approx(2 / 64)
+    same = evaluation.paired_comparison(a, a, labels)
+    assert (same.only_a, same.only_b, same.p_value) == (0, 0, 1.0)
+    assert "exact McNemar p = 1" in str(result)
+
+
 def test_confusion_heatmap_shows_the_counts():
     fig = plots.plot_confusion_matrix(Y_TRUE, Y_PRED, class_names=("a", "b", "c"))
     texts = [t.get_text() for t in fig.axes[0].texts]

@@ -15,10 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_table_matches_results():
     readme = (ROOT / "README.md").read_text()
-    expected = results.readme_with_table(
-        readme, results.results_table(results.load_results(ROOT / "results"), results.notebook_names(ROOT))
-    )
-    assert readme == expected, "README's results table is stale: run `make results`"
+    expected = results.readme_with_tables(readme, results.load_results(ROOT / "results"), results.notebook_names(ROOT))
+    assert readme == expected, "README's results tables are stale: run `make results`"
+
+
+def test_real_photo_table_lists_each_model_per_profile():
+    record = _record("08_real_photos")
+    record["extra"] = {"test_photo_accuracy": {"zero-shot": 0.5, "adapted": 0.8125}}
+    table = results.real_photo_table([record, _record("01_mlp")])
+    assert "| zero-shot | 50.00% | not measured | not measured |" in table
+    assert "| adapted | 81.25% | not measured | not measured |" in table
+    assert "| not measured | not measured | not measured | not measured |" in results.real_photo_table([])
 
 
 def test_every_notebook_is_listed_and_unmeasured_says_so():
@@ -129,7 +136,7 @@ def test_comparison_has_a_row_per_notebook_and_backend():
 
 
 def test_markers_are_required():
-    with pytest.raises(ValueError, match="no results table markers"):
+    with pytest.raises(ValueError, match="no table markers"):
         results.readme_with_table("# no table", "|a|")
 
 
