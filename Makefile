@@ -10,13 +10,13 @@ LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # JupyterLab settings that every user of this venv gets; see scripts/jupyterlab_overrides.json.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup lab test notebooks results bench docker-smoke
+.PHONY: setup lab test browser demo notebooks results bench docker-smoke
 
 setup: $(VENV)/.ready $(LAB_OVERRIDES)
 
 # Each step says what it does; pip shows its own progress for the pins. fmnist_utils goes in with -qq (errors
 # only): with -q, pip 26 still relays setuptools' "Editable installation" warning banner, which is only noise here.
-$(VENV)/.ready: requirements.txt pyproject.toml scripts/get_dataset.sh
+$(VENV)/.ready: requirements.txt pyproject.toml scripts/get_dataset.sh scripts/apt_install.sh
 	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null || { \
 	  echo "The pins in requirements.txt need Python 3.11 to 3.13, and $(PYTHON) is $$($(PYTHON) --version 2>/dev/null || echo 'not found')." \
 	    "Name another one, e.g. make setup PYTHON=python3.11" >&2; exit 1; }
@@ -41,9 +41,18 @@ $(LAB_OVERRIDES): scripts/jupyterlab_overrides.json $(VENV)/.ready
 lab: setup
 	$(BIN)/jupyter lab $(LAB_ROOT_FLAG) notebooks/
 
-# Unit tests, Makefile/Docker/workflow checks, and every notebook executed by nbval in the small CI profile.
-test: setup
+# Unit tests, Makefile/Docker/workflow checks, the demo app in a real browser, and every notebook executed by nbval
+# in the small CI profile.
+test: setup browser
 	FMNIST_PROFILE=smoke $(BIN)/python -m pytest
+
+# Chromium for the demo's browser test: installed with apt-get where this user may, else a message (the test skips).
+browser:
+	@bash scripts/get_browser.sh
+
+# The "try it on your own photo" app of notebook 08 on http://127.0.0.1:7860 (make demo PORT=8000 for another port).
+demo: setup
+	$(BIN)/python -m fmnist_utils.demo $(if $(PORT),--port $(PORT))
 
 # Re-execute notebooks in place, printing their progress (make notebooks PROFILE=full NOTEBOOKS=notebooks/04_wide_resnet.ipynb),
 # keeping their outputs, then refresh README's results table from results/.

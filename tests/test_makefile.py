@@ -34,7 +34,13 @@ def sandbox(tmp_path):
     """A folder with the Makefile, its setup rule's inputs, two notebooks, a set-up .venv and a `bin/` for stand-ins."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     (tmp_path / "scripts").mkdir()
-    for name in ("requirements.txt", "pyproject.toml", "scripts/get_dataset.sh", "scripts/jupyterlab_overrides.json"):
+    for name in (
+        "requirements.txt",
+        "pyproject.toml",
+        "scripts/get_dataset.sh",
+        "scripts/apt_install.sh",
+        "scripts/jupyterlab_overrides.json",
+    ):
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "notebooks").mkdir()
     for name in ("01_first.ipynb", "02_second.ipynb"):
@@ -92,6 +98,21 @@ def test_notebooks_pass_a_given_profile(sandbox):
 
 def test_bench_runs_the_benchmark_script(sandbox):
     assert _command(_make(sandbox, "-n", "bench", uid=1000), "bench.py") == ".venv/bin/python scripts/bench.py"
+
+
+def test_demo_serves_the_app_and_takes_a_port(sandbox):
+    assert (
+        _command(_make(sandbox, "-n", "demo", uid=1000), "fmnist_utils.demo") == ".venv/bin/python -m fmnist_utils.demo"
+    )
+    command = _command(_make(sandbox, "-n", "demo", "PORT=8000", uid=1000), "fmnist_utils.demo")
+    assert command == ".venv/bin/python -m fmnist_utils.demo --port 8000"
+
+
+def test_test_gets_the_browser_before_pytest(sandbox):
+    lines = _make(sandbox, "-n", "test", uid=1000).stdout.splitlines()
+    browser = next(i for i, line in enumerate(lines) if "get_browser.sh" in line)
+    pytest_line = next(i for i, line in enumerate(lines) if "-m pytest" in line)
+    assert browser < pytest_line
 
 
 def test_docker_smoke_is_opt_in_and_needs_no_venv(sandbox):

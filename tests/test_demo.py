@@ -1,0 +1,170 @@
+"""The Gradio app of notebook 08 (fmnist_utils.demo): through gradio_client, and in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from fmnist_utils import demo, photos
+from fmnist_utils.data import CLASS_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = ROOT / "images" / "08_demo_app.png"
+pytestmark = pytest.mark.skipif(
+    not (ROOT / photos.DEFAULT_MODEL_NAME).is_file(), reason="notebook 08 has not saved its model yet"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _primary_address() -> str | None:
+    """This machine's address on its network, if it has one besides loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+@pytest.fixture(scope="module")
+def served():
+    """The app with the committed model, launched on a free local port; yields (app, url)."""
+    port = _free_port()
+    app = demo.launch(demo.build_app(), port, prevent_thread_lock=True, quiet=True)
+    yield app, f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[1], verbose=False)
+
+
+def test_a_committed_photo_gets_a_class_through_gradio_client(client):
+    from gradio_client import handle_file
+
+    path = demo.example_photos()[0]  # a t-shirt of the held-out test part
+    assert "/t-shirt/" in path
+    photo, item, model_view, probabilities, verdict = client.predict(handle_file(path), api_name="/classify")
+    assert all(Path(image).is_file() for image in (photo, item, model_view))
+    assert probabilities["label"] in CLASS_NAMES
+    assert sorted(c["label"] for c in probabilities["confidences"]) == sorted(CLASS_NAMES)
+    assert abs(sum(c["confidence"] for c in probabilities["confidences"]) - 1) < 1e-4
+    assert f"**{probabilities['label']}**" in verdict or demo.OOD_MESSAGE in verdict
+    expected = photos.classify(photos.convert_photos([path])[..., 0], photos.load_classifier())[0]
+    assert probabilities["label"] == expected.label  # the app answers what fmnist_utils.photos answers
+
+
+def test_a_text_file_named_jpg_gets_a_readable_message_and_the_app_keeps_working(client, tmp_path):
+    from gradio_client import handle_file
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo at all")
+    *images, probabilities, verdict = client.predict(handle_file(str(bad)), api_name="/classify")
+    assert images == [None, None, None] and not probabilities
+    assert verdict == "**Could not use this file.** notes.jpg: not an image file Pillow can read (JPEG, PNG, WebP, ...)"
+    again = client.predict(handle_file(demo.example_photos()[1]), api_name="/classify")
+    assert again[3]["label"] in CLASS_NAMES
+
+
+def test_the_server_listens_on_loopback_only_without_analytics(served):
+    app, url = served
+    assert app.server_name == "127.0.0.1" and app.server.config.host == "127.0.0.1"
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and not app.analytics_enabled
+    assert app.share is False
+    address = _primary_address()
+    if address:
+        with pytest.raises(OSError):
+            socket.create_connection((address, urlparse(url).port), timeout=2).close()
+
+
+def test_the_command_serves_the_app_and_reports_a_missing_model(tmp_path):
+    missing = subprocess.run(
+        [sys.executable, "-m", "fmnist_utils.demo", "--model", str(tmp_path / "none.keras")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 2 and "no model at" in missing.stderr
+    port = _free_port()
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fmnist_utils.demo", "--port", str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        while time.perf_counter() - start < 120:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as response:
+                    config = json.loads(response.read())
+                break
+            except OSError:
+                assert server.poll() is None, "the demo exited"
+                time.sleep(0.5)
+        else:
+            pytest.fail("the demo did not answer within 120 s")
+        print(f"demo start-up: {time.perf_counter() - start:.1f} s to answer on port {port}")
+        assert config["title"] == "Fashion-MNIST on your own photo"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(
+    _chromium() is None,
+    reason="no Chromium: install it with `sudo apt-get install chromium chromium-driver` (make test does as root)",
+)
+def test_a_real_browser_uploads_a_photo_and_reads_the_class(served, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(served[1])
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+        driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(demo.example_photos()[3])  # shoes
+        verdict = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "verdict").text.strip() or None)
+        predicted = driver.find_element(By.CSS_SELECTOR, "#probabilities h2").text.strip()
+        print(f"the browser saw: verdict {verdict!r}, top class {predicted!r}")
+        assert predicted in CLASS_NAMES and (predicted in verdict or demo.OOD_MESSAGE in verdict)
+        path = SCREENSHOT if os.environ.get("FMNIST_UPDATE_SCREENSHOT") else tmp_path / SCREENSHOT.name
+        assert driver.save_screenshot(str(path))
+        hosts = {
+            urlparse(json.loads(entry["message"])["message"]["params"]["request"]["url"]).hostname
+            for entry in driver.get_log("performance")
+            if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"
+        }
+        assert hosts <= {"127.0.0.1", None}, f"the page fetched from other hosts: {hosts}"  # offline: no CDN
+    finally:
+        driver.quit()
