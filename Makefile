@@ -52,7 +52,7 @@ browser:
 
 # The "try it on your own photo" app of notebook 08 on http://127.0.0.1:7860 (make demo PORT=8000 for another port).
 demo: setup
-	$(BIN)/python -m fmnist_utils.demo $(if $(PORT),--port $(PORT))
+	$(BIN)/python -m fmnist_utils.demo$(if $(PORT), --port $(PORT))
 
 # Re-execute notebooks in place, printing their progress (make notebooks PROFILE=full NOTEBOOKS=notebooks/04_wide_resnet.ipynb),
 # keeping their outputs, then refresh README's results table from results/.

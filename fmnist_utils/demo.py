@@ -120,12 +120,13 @@ def build_app(model: photos.PhotoClassifier | str | Path | None = None) -> gr.Bl
     return app
 
 
-def launch(app: gr.Blocks, port: int | None = None, **options: Any) -> gr.Blocks:
-    """Serve ``app`` on 127.0.0.1 (``port``: a free one from 7860 when None), with no share link, local fonts, and
-    the committed photos readable by the app; ``options`` go to ``gr.Blocks.launch`` (e.g. ``inline=True,
-    prevent_thread_lock=True`` in a notebook)."""
+def launch(app: gr.Blocks, port: int | None = None, host: str = HOST, **options: Any) -> gr.Blocks:
+    """Serve ``app`` on ``host`` (default 127.0.0.1: this machine only) and ``port`` (None: the first free one from
+    7860), with no share link, local fonts, and the committed photos readable by the app; ``options`` go to
+    ``gr.Blocks.launch`` (e.g. ``inline=True, prevent_thread_lock=True`` in a notebook). Another ``host`` is a
+    deliberate choice: ``"0.0.0.0"`` inside a Docker container whose port is published (docs/docker.md)."""
     app.launch(
-        server_name=HOST,
+        server_name=host,
         server_port=port,
         share=False,
         theme=THEME,

@@ -90,8 +90,10 @@ def test_setup_warns_when_a_gpu_is_present_but_unseen(monkeypatch, capsys):
 def test_setup_waits_for_the_dpkg_lock():
     """A fresh cloud machine's boot-time apt-get holds the dpkg lock; setup and CI wait for it instead of failing."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for name in ("scripts/get_dataset.sh", ".ci/run"):
+    for name in ("scripts/apt_install.sh", ".ci/run"):  # apt_install.sh: get_dataset.sh's and get_browser.sh's
         with open(os.path.join(root, name)) as script:
             text = script.read()
         assert "DPkg::Lock::Timeout=" in text, name
-    assert "waiting for it" in open(os.path.join(root, "scripts/get_dataset.sh")).read()
+    assert "waiting for it" in open(os.path.join(root, "scripts/apt_install.sh")).read()
+    for name in ("scripts/get_dataset.sh", "scripts/get_browser.sh"):
+        assert "apt_install.sh" in open(os.path.join(root, name)).read(), name
