@@ -96,14 +96,10 @@ def test_the_server_listens_on_loopback_only_without_analytics(served):
             socket.create_connection((address, urlparse(url).port), timeout=2).close()
 
 
-def test_the_command_serves_the_app_and_reports_a_missing_model(tmp_path):
-    missing = subprocess.run(
-        [sys.executable, "-m", "fmnist_utils.demo", "--model", str(tmp_path / "none.keras")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert missing.returncode == 2 and "no model at" in missing.stderr
+def test_the_command_serves_the_app_and_reports_a_missing_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        demo.main(["--model", str(tmp_path / "none.keras")])
+    assert raised.value.code == 2 and "no model at" in capsys.readouterr().err
     port = _free_port()
     start = time.perf_counter()
     server = subprocess.Popen(
