@@ -27,6 +27,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from fmnist_utils.data import CLASS_NAMES
 from fmnist_utils.environment import import_keras_quietly
+from fmnist_utils.evaluation import softmax
 
 keras = import_keras_quietly()
 
@@ -140,10 +141,15 @@ def _working_copy(photo: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(image)
 
 
+def _border_pixels(height: int, width: int, border: float) -> tuple[int, int]:
+    """Rows and columns (at least 1 each) of the outer ``border`` share of a height x width image."""
+    return max(1, round(height * border)), max(1, round(width * border))
+
+
 def background_colour(photo: np.ndarray, border: float = BORDER) -> np.ndarray:
     """The median colour (3,) of the photo's outer ``border`` share on each side, where the item rarely is."""
     height, width = photo.shape[:2]
-    bh, bw = max(1, round(height * border)), max(1, round(width * border))
+    bh, bw = _border_pixels(height, width, border)
     ring = np.concatenate(
         [
             photo[:bh].reshape(-1, 3),
@@ -167,7 +173,7 @@ def item_mask(photo: np.ndarray, border: float = BORDER, iterations: int = 5) ->
     from scipy import ndimage
 
     height, width = photo.shape[:2]
-    bh, bw = max(1, round(height * border)), max(1, round(width * border))
+    bh, bw = _border_pixels(height, width, border)
     mask = np.zeros((height, width), np.uint8)
     rect = (bw, bh, width - 2 * bw, height - 2 * bh)
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
@@ -368,13 +374,13 @@ def ood_score(logits: np.ndarray, method: str = "energy", temperature: float = 1
     ``"energy"``: the free energy ``-T * logsumexp(logits / T)`` (Liu et al. 2020): low when some class
     gets a large logit, and unlike softmax it keeps how large.
     """
+    from scipy.special import logsumexp
+
     scaled = np.asarray(logits, np.float64) / temperature
-    top = scaled.max(axis=1, keepdims=True)
-    logsumexp = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
     if method == "msp":
-        return 1.0 - np.exp(top[:, 0] - logsumexp)
+        return 1.0 - softmax(scaled).max(axis=1)
     if method == "energy":
-        return -temperature * logsumexp
+        return -temperature * logsumexp(scaled, axis=1)
     raise ValueError(f"unknown OOD score {method!r}: use 'msp' or 'energy'")
 
 
@@ -465,8 +471,7 @@ def classify(images: np.ndarray, model: PhotoClassifier | str | Path | None = No
     if images.shape[1:] != (28, 28, 1):
         raise ValueError(f"expected images (N, 28, 28) or (N, 28, 28, 1), got {images.shape}; see to_fashion_mnist")
     logits = predict_logits(classifier.model, images, classifier.flip_tta)
-    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    probabilities = softmax(logits)
     scores = classifier.ood.scores(logits)
     return [
         Prediction(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,13 +135,15 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _accuracy_cell(runs: list[dict[str, Any]]) -> str:
-    """Test accuracy of one notebook in one profile; each labelled with its backend when several backends ran it."""
+def _accuracy_cell(runs: list[dict[str, Any]], accuracy: Callable[[dict[str, Any]], float] | None = None) -> str:
+    """An accuracy of one notebook in one profile (default: the record's test accuracy); each labelled with its
+    backend when several backends ran it."""
+    accuracy = accuracy or (lambda r: r["test_accuracy"])
     if not runs:
         return "not measured"
     if len(runs) == 1:
-        return f"{runs[0]['test_accuracy']:.2%}"
-    return "; ".join(f"{r['test_accuracy']:.2%} ({r['backend']})" for r in runs)
+        return f"{accuracy(runs[0]):.2%}"
+    return "; ".join(f"{accuracy(r):.2%} ({r['backend']})" for r in runs)
 
 
 def results_table(records: list[dict[str, Any]], notebooks: list[str]) -> str:
@@ -189,14 +192,13 @@ def real_photo_table(records: list[dict[str, Any]]) -> str:
         "|---|" + "---:|" * len(RECORDED_PROFILES),
     ]
     for name in rows or ["not measured"]:
-        cells = []
-        for profile in RECORDED_PROFILES:
-            values = [
-                f"{r['extra']['test_photo_accuracy'][name]:.2%}" + (f" ({r['backend']})" if len(runs) > 1 else "")
-                for r in runs
-                if r["profile"] == profile and name in r["extra"]["test_photo_accuracy"]
-            ]
-            cells.append("; ".join(values) or "not measured")
+        cells = [
+            _accuracy_cell(
+                [r for r in runs if r["profile"] == profile and name in r["extra"]["test_photo_accuracy"]],
+                lambda r: r["extra"]["test_photo_accuracy"][name],  # noqa: B023 (used at once, inside the loop)
+            )
+            for profile in RECORDED_PROFILES
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
