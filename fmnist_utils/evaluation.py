@@ -113,8 +113,9 @@ class PairedComparison:
     p_value: float
 
     def __str__(self) -> str:
+        points = 100 * (self.accuracy_b - self.accuracy_a)
         return (
-            f"{self.accuracy_a:.1%} vs {self.accuracy_b:.1%} ({self.accuracy_b - self.accuracy_a:+.1%}); "
+            f"{self.accuracy_a:.2%} vs {self.accuracy_b:.2%} ({points:+.2f} points); "
             f"only A right on {self.only_a}, only B right on {self.only_b}; exact McNemar p = {self.p_value:.3g}"
         )
 
