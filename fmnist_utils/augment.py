@@ -1,7 +1,8 @@
 """Data augmentation in NumPy, outside the model graph.
 
-Why not Keras preprocessing layers inside the model?  Measured here, they made
-a small CNN's CPU epoch about 60% slower, and several Keras 3.15 layers have
+Why not Keras preprocessing layers inside the model?  On a CPU they run on the
+same cores as the training step, one after the other (notebook 03 measures what
+that costs on the machine that runs it), and several Keras 3.15 layers have
 pitfalls: ``RandomErasing`` assumes ``value_range=(0, 255)`` and draws its
 erasing probability from ``U(0, factor)``; ``RandomCrop`` uses one offset per
 batch, not per image.  Here every image gets its own random transform, and

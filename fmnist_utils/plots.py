@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Circle, FancyBboxPatch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from pandas.api.types import is_numeric_dtype
 
@@ -168,6 +170,61 @@ def plot_prediction(
     right.set_xlim(0, 1)
     right.set_xlabel("probability")
     right.set_title(f"predicted: {class_names[predicted]} ({probabilities[predicted]:.1%})")
+    fig.tight_layout()
+    return fig
+
+
+def _draw_preact_block(ax: Axes, title: str, projection: bool) -> None:
+    """One pre-activation basic block on ``ax``, read from top to bottom, with its shortcut on the right."""
+
+    def box(x: float, y: float, text: str, colour: str, width: float = 2.6, height: float = 0.56, style="-"):
+        corner = (x - width / 2, y - height / 2)
+        rounded = "round,pad=0,rounding_size=0.12"
+        ax.add_patch(FancyBboxPatch(corner, width, height, boxstyle=rounded, fc=colour, ec="black", ls=style))
+        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+    def path(points: list[tuple[float, float]], colour: str = "black") -> None:  # arrow head at the end
+        xs, ys = zip(*points)
+        ax.plot(xs[:-1], ys[:-1], color=colour, lw=1.5)
+        arrow = dict(arrowstyle="-|>", color=colour, lw=1.5, shrinkA=0, shrinkB=0)
+        ax.annotate("", xy=points[-1], xytext=points[-2], arrowprops=arrow)
+
+    grey, blue, skip = "#eeeeee", "#cfe2f3", "tab:red"
+    box(0, 7, "input x: H×W×C", "white")
+    box(0, 6, "BN → ReLU", grey)
+    box(0, 5, "conv 3×3 (C'), stride s" if projection else "conv 3×3 (C)", blue)
+    box(0, 4, "BN → ReLU", grey)
+    box(0, 3, "dropout (full profile)", "white", style="--")
+    box(0, 2, "conv 3×3 (C')" if projection else "conv 3×3 (C)", blue)
+    ax.add_patch(Circle((0, 1), 0.25, fc="#fde2c4", ec="black"))
+    ax.text(0, 1, "+", ha="center", va="center", fontsize=13)
+    box(0, 0, "output: H/s×W/s×C'" if projection else "output: H×W×C", "white")
+    for upper in (7, 6, 5, 4, 3):
+        path([(0, upper - 0.28), (0, upper - 1 + 0.28)])
+    path([(0, 2 - 0.28), (0, 1.25)])
+    path([(0, 0.75), (0, 0.28)])
+    if projection:
+        box(2.2, 3.5, "conv 1×1 (C')\nstride s", blue, width=1.4, height=0.9)
+        path([(1.3, 6), (2.2, 6), (2.2, 3.95)], skip)
+        path([(2.2, 3.05), (2.2, 1), (0.25, 1)], skip)
+    else:
+        path([(1.3, 7), (2.2, 7), (2.2, 1), (0.25, 1)], skip)
+        ax.text(2.35, 4, "identity", rotation=90, va="center", color=skip, fontsize=9)
+    ax.set(xlim=(-1.5, 3.0), ylim=(-0.5, 7.5), aspect="equal")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
+def plot_preact_block() -> Figure:
+    """The pre-activation basic block of a Wide ResNet (notebook 04), as built by ``wide_resnet.preact_block``.
+
+    Two panels: the block with an identity shortcut (most blocks) and with a 1×1 projection shortcut that
+    reads the pre-activated input (the first block of a group, where C channels become C' and the stride s
+    halves the image).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(8, 6))
+    _draw_preact_block(axes[0], "identity shortcut\n(most blocks)", projection=False)
+    _draw_preact_block(axes[1], "projection shortcut\n(first block of a group: C → C', stride s)", projection=True)
     fig.tight_layout()
     return fig
 

@@ -43,10 +43,11 @@ from keras import layers
 
 # BatchNormalization settings of the authors' (Torch) code: running statistics
 # are updated with momentum 0.1 there, which is momentum=0.9 in Keras'
-# convention.  The Keras default (0.99) makes the moving statistics lag behind
-# noticeably in short training runs.
-_BN_MOMENTUM = 0.9
-_BN_EPSILON = 1e-5
+# convention, so they average roughly the last 1 / (1 - 0.9) = 10 batches.
+# The Keras default (0.99, about 100 batches) makes the moving statistics lag
+# behind noticeably in short training runs.  Notebook 04 prints both.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
 
 
 def wide_resnet(
@@ -112,7 +113,7 @@ def wide_resnet(
     group_strides = (1, 2, 2)
     for group, (filters, stride) in enumerate(zip(group_filters, group_strides), start=1):
         for block in range(1, blocks_per_group + 1):
-            x = _basic_block(
+            x = preact_block(
                 x,
                 filters=filters,
                 # Only the first block of a group downsamples.
@@ -160,19 +161,23 @@ def _conv(
 
 def _bn(name: str) -> layers.BatchNormalization:
     """BatchNormalization with the momentum and epsilon of the paper's code."""
-    return layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
-def _basic_block(
+def preact_block(
     x: keras.KerasTensor,
     filters: int,
-    stride: int,
-    dropout: float,
-    regularizer: keras.regularizers.Regularizer | None,
-    residual: bool,
-    name: str,
+    stride: int = 1,
+    dropout: float = 0.0,
+    regularizer: keras.regularizers.Regularizer | None = None,
+    residual: bool = True,
+    name: str = "block",
 ) -> keras.KerasTensor:
-    """One pre-activation basic block.
+    """One pre-activation basic block, ``x + F(x)`` (notebook 04 prints this code).
+
+    ``F`` is BN -> ReLU -> conv 3x3 (stride ``stride``) -> BN -> ReLU -> [dropout] -> conv 3x3. The shortcut
+    is ``x`` itself, or, when the block changes the number of channels or the image size, a 1x1 convolution
+    with the same stride that reads the pre-activated input (as in the authors' code).
 
     Args:
         x: Input tensor ``(batch, H, W, C_in)``.
@@ -180,7 +185,7 @@ def _basic_block(
         stride: Stride of the first 3x3 conv (and of the projection).
         dropout: Dropout rate between the two convs; 0 adds no layer.
         regularizer: Kernel regularizer for the convs, or None.
-        residual: Whether to add the shortcut to the conv branch.
+        residual: Whether to add the shortcut to the conv branch (False: a "plain" block, ``F(x)`` only).
         name: Prefix of the layer names, e.g. ``"group2_block1"``.
 
     Returns:

@@ -140,6 +140,14 @@ def test_paired_comparison_against_a_hand_count():
     assert str(result) == "75.00% vs 75.00% (+0.00 points); only A right on 2, only B right on 2; exact McNemar p = 1"
 
 
+def test_preact_block_figure_has_both_shortcuts():
+    fig = plots.plot_preact_block()
+    texts = [[text.get_text() for text in ax.texts] for ax in fig.axes]
+    assert len(fig.axes) == 2
+    assert "identity" in texts[0] and "conv 1×1 (C')\nstride s" in texts[1]
+    assert all(text.count("BN → ReLU") == 2 for text in texts)
+
+
 def test_confusion_heatmap_shows_the_counts():
     fig = plots.plot_confusion_matrix(Y_TRUE, Y_PRED, class_names=("a", "b", "c"))
     texts = [t.get_text() for t in fig.axes[0].texts]

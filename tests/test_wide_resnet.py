@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from fmnist_utils.wide_resnet import (
+    BN_MOMENTUM,
     count_multiply_adds,
+    preact_block,
     wide_resnet,
     wide_resnet_table,
 )
@@ -116,6 +118,30 @@ def test_identity_shortcut_reads_raw_block_input() -> None:
     model = wide_resnet(depth=16, width=2)
     add_inputs = model.get_layer("group2_block2_add").input
     assert add_inputs[1] is model.get_layer("group2_block1_add").output
+
+
+def _block_model(filters: int, stride: int, residual: bool = True) -> keras.Model:
+    inputs = keras.Input((8, 8, 4))
+    return keras.Model(inputs, preact_block(inputs, filters, stride=stride, residual=residual, name="b"))
+
+
+def test_preact_block_adds_its_input_to_the_branch() -> None:
+    model = _block_model(filters=4, stride=1)
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype("float32")
+    branch = model.predict(x, verbose=0) - x  # F(x)
+    model.get_layer("b_conv2").kernel.assign(np.zeros((3, 3, 4, 4), "float32"))
+    np.testing.assert_allclose(model.predict(x, verbose=0), x, atol=1e-6)  # F = 0: the block is the identity
+    assert np.abs(branch).max() > 0.1
+    plain = _block_model(filters=4, stride=1, residual=False)
+    plain.get_layer("b_conv2").kernel.assign(np.zeros((3, 3, 4, 4), "float32"))
+    np.testing.assert_allclose(plain.predict(x, verbose=0), 0.0)  # no shortcut: nothing passes
+
+
+def test_preact_block_projects_when_the_shape_changes() -> None:
+    model = _block_model(filters=6, stride=2)
+    assert model.output.shape == (None, 4, 4, 6)
+    assert model.get_layer("b_shortcut").input is model.get_layer("b_relu1").output
+    assert model.get_layer("b_bn1").momentum == BN_MOMENTUM == 0.9
 
 
 def test_plain_network_has_no_skips() -> None:
