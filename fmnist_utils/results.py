@@ -293,11 +293,11 @@ def save_predictions(
 ) -> Path | None:
     """Write ``results/predictions/<notebook>-<profile>-<backend>.npz`` for a quick, full or best run.
 
-    For notebooks that train nothing; the name matches the run's JSON record in ``results/``. Contents (float16 unless
-    said otherwise): ``val_probabilities`` (N_val, 10) and ``test_probabilities`` (N_test, 10), the same with flip
+    For notebooks that train nothing; the name matches the run's JSON record in ``results/``. Contents:
+    ``val_probabilities`` (N_val, 10) and ``test_probabilities`` (N_test, 10), float32, the same with flip
     test-time augmentation (``*_tta``), ``y_val`` and ``y_test`` (uint8 labels, to check the splits line up),
-    ``feature_indices`` (int, 2,000 test indices from :func:`feature_subset`), ``test_features`` (2,000, D) from
-    :func:`penultimate_features`, and ``metadata`` (a JSON string: notebook, profile, seed, backend, precision, its
+    ``feature_indices`` (int, 2,000 test indices from :func:`feature_subset`), ``test_features`` (2,000, D, float16)
+    from :func:`penultimate_features`, and ``metadata`` (a JSON string: notebook, profile, seed, backend, precision, its
     reason, the CPU's bfloat16 flags, device, date).
 
     Args:
@@ -317,8 +317,9 @@ def save_predictions(
     arrays: dict[str, np.ndarray] = {}
     for split, x in (("val", splits.x_val), ("test", splits.x_test)):
         probabilities, with_tta = predict_with_flip_tta(model, x, batch_size=batch_size)
-        arrays[f"{split}_probabilities"] = probabilities.astype(np.float16)
-        arrays[f"{split}_probabilities_tta"] = with_tta.astype(np.float16)
+        # float32: in float16 a confident view and a confident mirrored one average to an exact 0.5/0.5 tie
+        arrays[f"{split}_probabilities"] = probabilities.astype(np.float32)
+        arrays[f"{split}_probabilities_tta"] = with_tta.astype(np.float32)
     indices = feature_subset(splits.y_test)
     arrays["feature_indices"] = indices
     arrays["test_features"] = penultimate_features(model, splits.x_test[indices], feature_layer, batch_size).astype(
