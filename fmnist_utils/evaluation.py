@@ -132,6 +132,11 @@ def paired_comparison(probabilities_a: np.ndarray, probabilities_b: np.ndarray, 
     """
     from scipy import stats
 
+    if not np.shape(probabilities_a)[0] == np.shape(probabilities_b)[0] == len(labels):
+        raise ValueError(
+            f"paired_comparison needs two classifiers' probabilities on the same images as the labels: got "
+            f"{np.shape(probabilities_a)}, {np.shape(probabilities_b)} and {len(labels)} labels."
+        )
     right_a = np.asarray(probabilities_a).argmax(axis=1) == labels
     right_b = np.asarray(probabilities_b).argmax(axis=1) == labels
     only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))

@@ -137,6 +137,8 @@ def test_paired_comparison_against_a_hand_count():
     assert evaluation.paired_comparison(wrong[:6], right[:6], labels[:6]).p_value == pytest.approx(2 / 64)
     same = evaluation.paired_comparison(a, a, labels)
     assert (same.only_a, same.only_b, same.p_value) == (0, 0, 1.0)
+    with pytest.raises(ValueError, match="same images"):
+        evaluation.paired_comparison(a, b[:4], labels)
     assert str(result) == "75.00% vs 75.00% (+0.00 points); only A right on 2, only B right on 2; exact McNemar p = 1"
 
 
