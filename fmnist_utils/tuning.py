@@ -206,19 +206,26 @@ class CNNHyperModel(keras_tuner.HyperModel):
 
         ``validation_data`` holds images and integer labels too. Prints one line per trial: its values, its
         best validation accuracy and its training seconds. Returns the ``History`` of ``model.fit``.
+
+        A tuner may pass ``epochs`` and ``initial_epoch`` (``keras_tuner.Hyperband`` does: its rounds train a
+        trial's model further). The schedule is then sized to ``epochs``, and a continued trial starts it at
+        ``initial_epoch`` rather than warming up again.
         """
+        epochs = kwargs.pop("epochs", self.epochs)
+        initial_epoch = kwargs.get("initial_epoch", 0)
         values = {name: hp.get(name) for name in HYPERPARAMETERS}
         batches = AugmentedBatches(
             x, keras.utils.to_categorical(y, 10), self.batch_size, self.seed, **AUGMENTATIONS[values["augmentation"]]
         )
         model.compile(
             optimizer=keras.optimizers.AdamW(
-                warmup_cosine(values["learning_rate"], self.epochs, len(batches)),
+                warmup_cosine(values["learning_rate"], epochs, len(batches)),
                 weight_decay=values["weight_decay"],
             ),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=self.label_smoothing),
             metrics=["accuracy"],
         )
+        model.optimizer.iterations.assign(initial_epoch * len(batches))  # the schedule's step
         x_val, y_val = validation_data
         if self.batchnorm_images:
             callbacks = [*(callbacks or []), BatchNormBeforeValidation(x[: self.batchnorm_images])]
@@ -226,7 +233,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
         history = model.fit(
             batches,
             validation_data=(x_val, keras.utils.to_categorical(y_val, 10)),
-            epochs=self.epochs,
+            epochs=epochs,
             shuffle=False,
             callbacks=callbacks,
             verbose=verbose,
@@ -236,7 +243,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
         best = int(np.argmax(history.history["val_accuracy"]))
         print(
             f"{describe(values)} -> best validation accuracy "
-            f"{history.history['val_accuracy'][best]:.2%} (epoch {best + 1} of {self.epochs}), {seconds:.0f} s"
+            f"{history.history['val_accuracy'][best]:.2%} (epoch {initial_epoch + best + 1} of {epochs}), "
+            f"{seconds:.0f} s"
         )
         return history
 

@@ -108,6 +108,20 @@ def test_hypermodel_builds_and_trains_valid_models_at_the_extremes(tiny_images, 
     assert 0 <= history.history["val_accuracy"][0] <= 1
 
 
+def test_hyperband_runs_with_the_hypermodel(tiny_images, tmp_path):
+    """Hyperband passes epochs and initial_epoch to fit (notebook 07's "What to try next")."""
+    x, y, x_val, y_val = tiny_images
+    hypermodel = tuning.CNNHyperModel(SPACE, BASE_FILTERS, epochs=1, seed=0, batch_size=32, batchnorm_images=32)
+    tuner = keras_tuner.Hyperband(
+        hypermodel, objective="val_accuracy", max_epochs=2, factor=2, directory=tmp_path, project_name="hb"
+    )
+    tuner.search(x, y, validation_data=(x_val, y_val))
+    trials = list(tuner.oracle.trials.values())
+    assert len(trials) >= 2 and all(trial.status == "COMPLETED" for trial in trials)
+    continued = [t for t in trials if t.hyperparameters.values.get("tuner/initial_epoch", 0) > 0]
+    assert continued, "no trial was trained further from an earlier round"
+
+
 def test_training_the_same_values_twice_gives_the_same_history(tiny_images):
     x, y, x_val, y_val = tiny_images
     values = {**VALUES, "augmentation": "flip + shift + erasing"}
