@@ -250,14 +250,19 @@ def save_figure(fig: Figure, name: str, run: Run) -> Path | None:
 
 
 def plot_parallel_coordinates(
-    table: pd.DataFrame, columns: Sequence[str], score: str, log_scale: Sequence[str] = ()
+    table: pd.DataFrame,
+    columns: Sequence[str],
+    score: str,
+    log_scale: Sequence[str] = (),
+    orders: Mapping[str, Sequence[str]] | None = None,
 ) -> Figure:
     """Parallel coordinates of hyperparameter trials, the picture of TensorBoard's HParams dashboard.
 
     One vertical axis per column of ``columns`` and one for ``score``; each trial (row of ``table``) is a line
     across them, coloured by its score, the best trial drawn thickest on top. Numeric axes run from their
     minimum (bottom) to maximum (top), logarithmically for the columns in ``log_scale``; text columns get
-    one evenly spaced position per value, labelled.
+    one evenly spaced position per value, labelled, bottom to top in the order ``orders`` gives for that column
+    (e.g. ``{"augmentation": list(tuning.AUGMENTATIONS)}``, weakest first), else alphabetically.
 
     Args:
         table: one row per trial, e.g. from :func:`fmnist_utils.tuning.trials_table`; rows without a score
@@ -265,6 +270,7 @@ def plot_parallel_coordinates(
         columns: hyperparameter columns, in the order of the axes.
         score: the column that colours the lines, e.g. ``"val_accuracy"``.
         log_scale: columns of positive numbers to place on a log scale.
+        orders: for text columns, the order of their values along the axis (values not listed go last).
     """
     table = table.dropna(subset=[score]).sort_values(score)
     if table.empty:
@@ -275,7 +281,9 @@ def plot_parallel_coordinates(
     for index, name in enumerate(axes_names):
         values = table[name]
         if not is_numeric_dtype(values):
-            categories = sorted(values.unique(), key=str)
+            order = list((orders or {}).get(name, ()))
+            present = set(values.unique())
+            categories = [c for c in order if c in present] + sorted(present - set(order), key=str)
             codes = values.map({category: i for i, category in enumerate(categories)}).to_numpy(float)
             spread = max(len(categories) - 1, 1)
             positions[:, index] = codes / spread

@@ -202,5 +202,11 @@ def test_parallel_coordinates_draws_one_line_per_scored_trial():
         "val accuracy",
     ]
     plt.close(fig)
+    ordered = plot_parallel_coordinates(
+        table, ["augmentation"], "val_accuracy", orders={"augmentation": list(tuning.AUGMENTATIONS)}
+    )
+    best = next(line for line in ordered.axes[0].lines if line.get_linewidth() == 3).get_ydata()
+    assert list(best) == [1.0, 1.0]  # "none" first (bottom), "flip" second (top of two): the given order
+    plt.close(ordered)
     with pytest.raises(ValueError, match="nothing to draw"):
         plot_parallel_coordinates(table.assign(val_accuracy=math.nan), ["width"], "val_accuracy")
