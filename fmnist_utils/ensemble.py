@@ -1,11 +1,13 @@
-"""Combine and calibrate saved class probabilities: greedy ensembles, expected calibration error, temperature scaling.
+"""Combine and calibrate saved class probabilities: greedy and bagged ensembles, expected calibration error,
+temperature scaling (notebook 06).
 
 Everything here works on probabilities (N, 10) such as ``results.load_predictions`` returns, so it trains nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,22 +17,36 @@ from fmnist_utils.evaluation import cross_entropy, softmax
 
 
 @dataclass(frozen=True)
-class GreedyEnsemble:
-    """The result of :func:`greedy_ensemble`.
+class Ensemble:
+    """An average of candidates' probabilities.
 
     Attributes:
-        members: the chosen candidates' names in the order picked; a name may repeat (a repeated member weighs more).
-        history: validation accuracy of the average after each pick, ``len(history) == max_members``.
-        picks: every pick made, ``len(picks) == max_members``; ``members`` is the prefix with the best accuracy.
+        members: the chosen candidates' names; a name may repeat (a repeated member weighs more).
     """
 
     members: list[str]
-    history: list[float]
-    picks: list[str]
 
     def average(self, probabilities: Mapping[str, np.ndarray]) -> np.ndarray:
         """Mean of the members' probabilities (N, 10), each member counted as often as it was picked."""
         return np.mean([probabilities[name] for name in self.members], axis=0)
+
+    def counts(self) -> dict[str, int]:
+        """How often each member was picked, most often first."""
+        return dict(Counter(self.members).most_common())
+
+
+@dataclass(frozen=True)
+class GreedyEnsemble(Ensemble):
+    """The result of :func:`greedy_ensemble`.
+
+    Attributes:
+        members: the chosen candidates' names in the order picked (see :class:`Ensemble`).
+        history: validation accuracy of the average after each pick, ``len(history) == max_members``.
+        picks: every pick made, ``len(picks) == max_members``; ``members`` is the prefix with the best accuracy.
+    """
+
+    history: list[float]
+    picks: list[str]
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -75,6 +91,68 @@ def greedy_ensemble(
         history.append(max(scores))
     size = int(np.argmax(history)) + 1
     return GreedyEnsemble(members=picks[:size], history=history, picks=picks)
+
+
+def bagged_ensemble(
+    val_probabilities: Mapping[str, np.ndarray],
+    y_val: np.ndarray,
+    max_members: int = 20,
+    bags: int = 20,
+    fraction: float = 0.5,
+    seed: int = 0,
+) -> Ensemble:
+    """Bagged ensemble selection (Caruana et al., 2004): :func:`greedy_ensemble` on ``bags`` random subsets.
+
+    Each bag draws ``fraction`` of the validation images without replacement and runs the greedy selection
+    there; the ensemble is the union of every bag's members, each counted as often as it was picked in all
+    bags. A member that one lucky subset favours weighs little against those that most subsets pick, which
+    makes the result less fitted to the particular validation images than one greedy run on all of them.
+
+    Args:
+        val_probabilities, y_val, max_members: as for :func:`greedy_ensemble`.
+        bags: how many subsets. fraction: share of the validation images in each, in (0, 1].
+        seed: seeds the subsets.
+    """
+    if not 0 < fraction <= 1 or bags < 1:
+        raise ValueError(f"bags must be at least 1 and fraction in (0, 1]; got bags={bags}, fraction={fraction}.")
+    rng = np.random.default_rng(seed)
+    size = max(1, round(fraction * len(y_val)))
+    members: list[str] = []
+    for _ in range(bags):
+        subset = rng.choice(len(y_val), size, replace=False)
+        members += greedy_ensemble(
+            {k: v[subset] for k, v in val_probabilities.items()}, y_val[subset], max_members
+        ).members
+    return Ensemble(members=sorted(members, key=list(val_probabilities).index))
+
+
+def held_out_accuracy(
+    select: Callable[[dict[str, np.ndarray], np.ndarray], Ensemble],
+    val_probabilities: Mapping[str, np.ndarray],
+    y_val: np.ndarray,
+    repeats: int = 30,
+    seed: int = 0,
+) -> np.ndarray:
+    """How well a selection procedure does on validation images it did not choose on.
+
+    For each of ``repeats`` random halvings of the validation split, ``select(probabilities, labels)`` chooses an
+    ensemble on one half, which is scored on the other. The test set plays no part, so this can decide between
+    procedures (greedy or bagged, with or without some candidates) without spending the test set.
+
+    Returns:
+        Accuracies (repeats,) on the held-out halves; the same ``seed`` gives every procedure the same halvings,
+        so two procedures' arrays are paired.
+    """
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(repeats):
+        order = rng.permutation(len(y_val))
+        chosen_on, scored_on = order[: len(order) // 2], order[len(order) // 2 :]
+        chosen = select({k: v[chosen_on] for k, v in val_probabilities.items()}, y_val[chosen_on])
+        scores.append(
+            accuracy(chosen.average({k: v[scored_on] for k, v in val_probabilities.items()}), y_val[scored_on])
+        )
+    return np.array(scores)
 
 
 def reliability_curve(

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,49 @@ def test_greedy_ensemble_says_what_is_wrong():
         ensemble.greedy_ensemble({}, np.array([0]))
     with pytest.raises(ValueError, match=r"shape \(2, classes\)"):
         ensemble.greedy_ensemble({"a": np.ones((3, 3)) / 3}, np.array([0, 1]))
+
+
+def noisy_candidates(n: int = 400, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Three candidates right on 80 %, 70 % and 50 % of n images (independently), with soft probabilities."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    candidates = {}
+    for name, right in (("good", 0.8), ("fair", 0.7), ("weak", 0.5)):
+        predicted = np.where(rng.random(n) < right, y, (y + rng.integers(1, 3, n)) % 3)
+        candidates[name] = one_hot(predicted) * 0.5 + 0.5 / 3
+    return candidates, y
+
+
+def test_bagged_ensemble_counts_every_bags_greedy_members():
+    candidates, y = noisy_candidates()
+    result = ensemble.bagged_ensemble(candidates, y, max_members=5, bags=4, fraction=0.5, seed=1)
+    rng = np.random.default_rng(1)
+    expected = []
+    for _ in range(4):  # the same subsets, drawn as the function documents
+        subset = rng.choice(len(y), len(y) // 2, replace=False)
+        expected += ensemble.greedy_ensemble({k: v[subset] for k, v in candidates.items()}, y[subset], 5).members
+    assert sorted(result.members) == sorted(expected)
+    assert result.counts() == dict(sorted(Counter(expected).items(), key=lambda item: -item[1]))
+    np.testing.assert_allclose(result.average(candidates), np.mean([candidates[m] for m in expected], axis=0))
+    with pytest.raises(ValueError, match="fraction in"):
+        ensemble.bagged_ensemble(candidates, y, fraction=0)
+
+
+def test_held_out_accuracy_scores_each_procedure_on_the_other_half():
+    candidates, y = noisy_candidates()
+    only_weak = ensemble.held_out_accuracy(lambda c, labels: ensemble.Ensemble(["weak"]), candidates, y, 10, seed=3)
+    only_good = ensemble.held_out_accuracy(lambda c, labels: ensemble.Ensemble(["good"]), candidates, y, 10, seed=3)
+    assert only_weak.shape == (10,)
+    assert np.all(only_good > only_weak)  # paired halvings: the better member wins on every one
+    assert 0.7 < only_good.mean() < 0.9 and 0.4 < only_weak.mean() < 0.6
+    seen = []
+
+    def spy(c, labels):
+        seen.append(len(labels))
+        return ensemble.greedy_ensemble(c, labels, 3)
+
+    greedy = ensemble.held_out_accuracy(spy, candidates, y, 5, seed=3)
+    assert seen == [len(y) // 2] * 5 and np.all((0 <= greedy) & (greedy <= 1))
 
 
 def test_expected_calibration_error_by_hand():
