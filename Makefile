@@ -10,7 +10,7 @@ LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # JupyterLab settings that every user of this venv gets; see scripts/jupyterlab_overrides.json.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup lab test browser demo notebooks results bench docker-smoke
+.PHONY: setup lab test browser demo notebooks results bench search docker-smoke
 
 setup: $(VENV)/.ready $(LAB_OVERRIDES)
 
@@ -62,6 +62,11 @@ notebooks: setup
 
 results: setup
 	$(BIN)/python -m fmnist_utils.results
+
+# Notebook 07's coarse search with a chief and WORKERS workers on this machine (fmnist_utils/distributed.py;
+# docs/scaling.md says how to add workers on other machines). make search WORKERS=4 TRIALS=16
+search: setup
+	$(BIN)/python -m fmnist_utils.distributed launch --workers $(or $(WORKERS),2)$(if $(TRIALS), --trials $(TRIALS))
 
 # Timing figures of this machine, printed with the machine's name (scripts/bench.py).
 bench: setup

@@ -100,6 +100,13 @@ def test_bench_runs_the_benchmark_script(sandbox):
     assert _command(_make(sandbox, "-n", "bench", uid=1000), "bench.py") == ".venv/bin/python scripts/bench.py"
 
 
+def test_search_starts_a_chief_and_the_workers_asked_for(sandbox):
+    command = _command(_make(sandbox, "-n", "search", uid=1000), "fmnist_utils.distributed")
+    assert command == ".venv/bin/python -m fmnist_utils.distributed launch --workers 2"
+    command = _command(_make(sandbox, "-n", "search", "WORKERS=4", "TRIALS=16", uid=1000), "fmnist_utils.distributed")
+    assert command == ".venv/bin/python -m fmnist_utils.distributed launch --workers 4 --trials 16"
+
+
 def test_demo_serves_the_app_and_takes_a_port(sandbox):
     assert (
         _command(_make(sandbox, "-n", "demo", uid=1000), "fmnist_utils.demo") == ".venv/bin/python -m fmnist_utils.demo"
