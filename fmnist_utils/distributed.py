@@ -259,12 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("job", help="the JSON file of a SearchJob, e.g. runs/distributed/coarse-job.json")
     here = commands.add_parser("launch", help="a fresh search: a chief and N workers on this machine")
     here.add_argument("--workers", type=int, default=2)
-    here.add_argument("--trials", type=int, default=8)
-    here.add_argument("--epochs", type=int, default=2)
-    here.add_argument("--train-images", type=int, default=6_000)
-    here.add_argument("--directory", default="runs/distributed")
-    here.add_argument("--project", default="coarse")
     here.add_argument("--timeout", type=float, default=3_600, help="seconds before giving up (default 3600)")
+    write = commands.add_parser("job", help="only write the job file, for processes started by hand (docs/scaling.md)")
+    for command in (here, write):
+        command.add_argument("--trials", type=int, default=8)
+        command.add_argument("--epochs", type=int, default=2)
+        command.add_argument("--train-images", type=int, default=6_000)
+        command.add_argument("--directory", default="runs/distributed")
+        command.add_argument("--project", default="coarse")
     args = parser.parse_args(argv)
     if args.command == "run":
         if "KERASTUNER_TUNER_ID" not in os.environ or "KERASTUNER_ORACLE_IP" not in os.environ:
@@ -285,6 +287,9 @@ def main(argv: list[str] | None = None) -> None:
         args.trials,
         train_images=args.train_images,
     )
+    if args.command == "job":
+        print(f"wrote {job.save(Path(job.directory) / f'{job.project_name}-job.json')}")
+        return
     search = launch(job, workers=args.workers)
     print(f"chief on {search.host}:{search.port}, {args.workers} workers; logs in {search.log_dir}")
     try:

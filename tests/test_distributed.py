@@ -33,6 +33,14 @@ def test_job_round_trips_through_its_json_file(tmp_path):
     assert distributed.SearchJob.load(job.save(tmp_path / "job.json")) == job
 
 
+def test_job_command_writes_the_file_that_hand_started_processes_read(tmp_path, capsys):
+    distributed.main(["job", "--trials", "16", "--directory", str(tmp_path), "--project", "big"])
+    job = distributed.SearchJob.load(tmp_path / "big-job.json")
+    assert job.trials == 16 and job.project_dir == tmp_path / "big" and job.base_filters == (16, 32, 64)
+    assert job.space == distributed.NOTEBOOK_07_COARSE_SPACE
+    assert "big-job.json" in capsys.readouterr().out
+
+
 def test_run_without_the_environment_says_what_to_set(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("KERASTUNER_TUNER_ID", raising=False)
     with pytest.raises(SystemExit):
