@@ -430,6 +430,39 @@ def capsule_routing(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray,
     return ops.convert_to_numpy(capsules), ops.convert_to_numpy(coupling)
 
 
+def routing_decisions(
+    model: keras.Model, images: np.ndarray, routings: Sequence[int], batch_size: int = 500
+) -> np.ndarray:
+    """Predicted class (the longest class capsule) after each number of routing passes, same trained weights.
+
+    Routing starts from zero logits on every call, so ``r`` passes compute exactly the first ``r``
+    iterations of a longer routing: row k answers "what would the network predict if routing stopped
+    after ``routings[k]`` iterations?" without retraining (notebook 05).
+
+    Args:
+        model: either model returned by ``capsule_network`` (or a reloaded one).
+        images: (batch, height, width, channels).
+        routings: the numbers of passes to compare, e.g. (1, 2, 3).
+        batch_size: images routed at once (memory grows with batch x primary capsules x classes x 16).
+
+    Returns:
+        class indices (len(routings), batch), int64.
+    """
+    trained = model.get_layer("class_caps")
+    layers = []
+    for passes in routings:
+        layer = ClassCapsules.from_config({**trained.get_config(), "routings": passes})
+        layer.build(trained.input.shape)
+        layer.set_weights(trained.get_weights())
+        layers.append(layer)
+    decisions = []
+    for start in range(0, len(images), batch_size):
+        primary = ops.convert_to_tensor(primary_capsules(model, images[start : start + batch_size]))
+        lengths = [np.linalg.norm(ops.convert_to_numpy(layer(primary)), axis=-1) for layer in layers]
+        decisions.append(np.stack([length.argmax(axis=1) for length in lengths]))
+    return np.concatenate(decisions, axis=1)
+
+
 def perturb_capsule(capsules: np.ndarray, class_index: int, dim: int, deltas: Sequence[float]) -> np.ndarray:
     """Decoder inputs for the paper's perturbation figure (section 5.1).
 

@@ -26,6 +26,7 @@ from fmnist_utils.capsules import (
     perturb_capsule,
     primary_capsules,
     reconstruction_loss,
+    routing_decisions,
     squash,
 )
 
@@ -176,6 +177,20 @@ def test_tiny_network_shapes_and_routing_helper():
     np.testing.assert_allclose(grid[:, 3, 5], capsules[0, 3, 5] + np.array([-0.25, 0.0, 0.25]), rtol=1e-6)
     np.testing.assert_array_equal(np.delete(grid, 3, axis=1), 0.0)
     assert eval_model.get_layer("decoder").predict(decoder_inputs, verbose=0).shape == (3, 28, 28, 1)
+
+
+def test_routing_decisions_match_the_network_and_a_single_uniform_pass():
+    _, eval_model = capsule_network(**TINY)  # routings=3
+    images, _ = tiny_data(n=12, seed=1)
+    decisions = routing_decisions(eval_model, images, routings=(3, 1), batch_size=5)  # batches 5, 5, 2
+    assert decisions.shape == (2, 12)
+    lengths, _ = eval_model.predict(images, verbose=0)
+    np.testing.assert_array_equal(decisions[0], lengths.argmax(axis=1))
+    # one pass: every primary capsule splits its vote equally, v_j = squash(mean_i u_hat_{j|i})
+    kernel = ops.convert_to_numpy(eval_model.get_layer("class_caps").kernel)
+    u_hat = np.einsum("ijdk,bik->bijd", kernel, primary_capsules(eval_model, images))
+    one_pass = ops.convert_to_numpy(squash(u_hat.mean(axis=1)))
+    np.testing.assert_array_equal(decisions[1], np.linalg.norm(one_pass, axis=-1).argmax(axis=1))
 
 
 def test_length_logits_give_lengths_shares_to_evaluation_and_class_capsules_as_features():
