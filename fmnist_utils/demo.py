@@ -25,7 +25,6 @@ import numpy as np
 from PIL import Image
 
 from fmnist_utils import photos
-from fmnist_utils.data import CLASS_NAMES
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -64,28 +63,37 @@ def example_photos(folder: Path | None = None, seed: int = EXAMPLE_SEED) -> list
 
 def predict(path: str | None, classifier: photos.PhotoClassifier) -> tuple[Any, Any, Any, Any, str]:
     """The app's answer for one photo file: (photo, item mask, the 28x28 image as the model sees it (enlarged),
-    class probabilities {name: p}, verdict in Markdown). A bad file gives (None, None, None, None, the reason)."""
+    the probabilities of the decision rule's eight answers {name: p} (the shoe classes summed), verdict in
+    Markdown, with any warning of the conversion). A bad file gives (None, None, None, None, the reason)."""
     if path is None:
         return None, None, None, None, "Upload a photo, take one with the webcam or paste one."
+    name = Path(path).name
     try:
-        image, steps = photos.to_fashion_mnist(photos.load_photo(path, name=Path(path).name))
+        conversion = photos.to_fashion_mnist(photos.load_photo(path, name=name), name=name)
     except photos.PhotoError as error:
         return None, None, None, None, f"**Could not use this file.** {error}"
+    except Exception as error:  # noqa: BLE001 - the app must keep answering; the user gets the reason
+        return None, None, None, None, f"**Could not use this file.** {name}: {type(error).__name__}: {error}"
+    image, steps = conversion
     answer = photos.classify(image[None], classifier)[0]
     item = np.where(steps["mask"][..., None], steps["photo"], 255).astype(np.uint8)
     model_view = Image.fromarray(np.uint8(np.round(image * 255))).resize((168, 168), Image.Resampling.NEAREST)
-    probabilities = {name: float(p) for name, p in zip(CLASS_NAMES, answer.probabilities)}
+    merged = photos.merge_shoes(answer.probabilities[None])[0]
+    probabilities = {name: float(p) for name, p in zip(photos.ANSWER_NAMES, merged)}
     if answer.in_distribution:
-        verdict = f"**{answer.label}** ({answer.probability:.0%})"
+        verdict = f"**{answer.answer}** ({answer.probability:.0%})"
     else:
-        verdict = f"**{OOD_MESSAGE}** The closest class is {answer.label} ({answer.probability:.0%})."
-    score = f"out-of-distribution score {answer.ood_score:.2f}, threshold {classifier.ood.threshold:.2f}"
-    return steps["photo"], item, model_view, probabilities, f"{verdict}  \n<small>{score}</small>"
+        verdict = f"**{OOD_MESSAGE}** The closest answer is {answer.answer} ({answer.probability:.0%})."
+    notes = "".join(f"  \n⚠ {warning}" for warning in conversion.warnings)
+    keep = "" if classifier.ood.keep is None else f"; set to keep {classifier.ood.keep:.0%} of clothing photos"
+    score = f"out-of-distribution score {answer.ood_score:.2f}, threshold {classifier.ood.threshold:.2f}{keep}"
+    return steps["photo"], item, model_view, probabilities, f"{verdict}{notes}  \n<small>{score}</small>"
 
 
 def build_app(model: photos.PhotoClassifier | str | Path | None = None) -> gr.Blocks:
-    """The app: a photo input (upload, webcam, clipboard) and committed examples; it shows the photo, the item
-    GrabCut found, the 28x28 image the model sees, the ten class probabilities and the verdict.
+    """The app: a photo input (upload, webcam, clipboard) and committed examples, answered as soon as a photo
+    arrives; it shows the photo, the item GrabCut found, the 28x28 image the model sees, the probabilities of
+    the eight answers (:data:`~fmnist_utils.photos.ANSWER_NAMES`) and the verdict.
 
     Args:
         model: a :class:`~fmnist_utils.photos.PhotoClassifier`, the path of a saved one, or None for the committed
@@ -95,13 +103,13 @@ def build_app(model: photos.PhotoClassifier | str | Path | None = None) -> gr.Bl
     with gr.Blocks(title="Fashion-MNIST on your own photo", analytics_enabled=False) as app:
         gr.Markdown(
             "# Fashion-MNIST on your own photo\n"
-            "One item of clothing per photo, on a plain background if you can. The photo is turned into a "
-            "28x28 image as Fashion-MNIST's were (notebook 08), then classified."
+            "One item of clothing per photo, whole in the frame with a margin, on a plain background of another "
+            "colour if you can. The photo is turned into a 28x28 image as Fashion-MNIST's were (notebook 08), then "
+            "classified. The three shoe classes count as one answer, Shoes."
         )
         with gr.Row():
             with gr.Column():
                 photo = photo_input(sources=["upload", "webcam", "clipboard"], label="Your photo", height=320)
-                button = gr.Button("Classify", variant="primary")
                 gr.Examples(example_photos(), inputs=photo, label="Or try a held-out photo (never trained on)")
             with gr.Column():
                 verdict = gr.Markdown(elem_id="verdict")
@@ -109,14 +117,14 @@ def build_app(model: photos.PhotoClassifier | str | Path | None = None) -> gr.Bl
                     shown = gr.Image(label="Photo, upright", height=170, interactive=False)
                     item = gr.Image(label="Item (GrabCut)", height=170, interactive=False)
                     model_view = gr.Image(label="Model's 28x28", height=170, interactive=False)
-                probabilities = gr.Label(num_top_classes=10, label="Class probabilities", elem_id="probabilities")
+                probabilities = gr.Label(num_top_classes=8, label="Probabilities", elem_id="probabilities")
         outputs = [shown, item, model_view, probabilities, verdict]
 
         def answer(path: str | None) -> tuple[Any, Any, Any, Any, str]:
             return predict(path, classifier)
 
-        button.click(answer, inputs=photo, outputs=outputs, api_name="classify")  # gradio_client: "/classify"
-        photo.change(answer, inputs=photo, outputs=outputs, api_name=False)  # upload, webcam, paste, example
+        # one trigger: upload, webcam, paste or example; gradio_client calls it as "/classify"
+        photo.change(answer, inputs=photo, outputs=outputs, api_name="classify")
     return app
 
 

@@ -130,7 +130,6 @@ def paired_comparison(probabilities_a: np.ndarray, probabilities_b: np.ndarray, 
         probabilities_a, probabilities_b: class probabilities (N, C) of the two classifiers (argmax = prediction).
         labels: true classes (N,).
     """
-    from scipy import stats
 
     if not np.shape(probabilities_a)[0] == np.shape(probabilities_b)[0] == len(labels):
         raise ValueError(
@@ -139,6 +138,26 @@ def paired_comparison(probabilities_a: np.ndarray, probabilities_b: np.ndarray, 
         )
     right_a = np.asarray(probabilities_a).argmax(axis=1) == labels
     right_b = np.asarray(probabilities_b).argmax(axis=1) == labels
+    return paired_right(right_a, right_b)
+
+
+def paired_right(right_a: np.ndarray, right_b: np.ndarray) -> PairedComparison:
+    """:func:`paired_comparison` from two classifiers' right/wrong answers (N,) bool on the same items, for a
+    decision rule that is not an argmax (notebook 08's merged shoe classes)."""
+    from scipy import stats
+
+    right_a, right_b = np.asarray(right_a, bool), np.asarray(right_b, bool)
+    if right_a.shape != right_b.shape:
+        raise ValueError(f"paired_right needs answers on the same items: got {right_a.shape} and {right_b.shape}")
     only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
     p_value = stats.binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
     return PairedComparison(float(right_a.mean()), float(right_b.mean()), only_a, only_b, float(p_value))
+
+
+def wilson_interval(right: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval (low, high), as fractions, of an accuracy of ``right`` out of ``total``
+    (SciPy's ``binomtest(...).proportion_ci``); notebook 08 gives one for each accuracy on a few hundred photos."""
+    from scipy import stats
+
+    interval = stats.binomtest(right, total).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)

@@ -2,12 +2,19 @@
 
 Fashion-MNIST's images were made from product photos on a white background (Xiao, Rasul & Vollgraf 2017,
 section 2): trim the background, resize the longest edge to 28 pixels, sharpen, centre on 28x28, negate and
-turn grey, so the item is light on black. A phone photo has a floor, a bed or a wall behind the item instead,
-so :func:`to_fashion_mnist` first has to find the item: it estimates the background from the photo's border and
-separates the item with OpenCV's GrabCut, then follows the dataset's steps.
+turn grey, so the item is light on black; every image of the dataset reaches the top of the range (its maximum
+pixel is 254 or 255). A phone photo has a floor, a bed or a wall behind the item instead, so
+:func:`to_fashion_mnist` first has to find the item: it separates it with OpenCV's GrabCut, falls back to the
+colour difference from the photo's border when GrabCut finds next to nothing or nearly everything, then follows
+the dataset's steps.
+
+The decision rule (:func:`classify`, the command line, the app and notebook 08 all use it): the three shoe
+classes count as one answer, "Shoes", with their summed probability (:func:`merge_shoes`), because the photos'
+label "shoes" never says which kind; the out-of-distribution score is computed on the same merged columns.
 
 Command line (``python -m fmnist_utils.photos --help``): one line per image, or one JSON object per line with
-``--json``; exit status 0 when every file was classified, 1 when any file failed, 2 for usage errors.
+``--json``; a file that cannot be used gets one line on stderr with its name and the reason, and the others are
+still classified; exit status 0 when every file was classified, 1 when any file failed, 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ MIN_SIDE = 28  # pixels: a photo smaller than the model's input cannot be made i
 MAX_PIXELS = 40_000_000  # a larger image is refused (decompression bomb); a 108 MP phone photo has 12,000 x 9,000
 WORKING_SIDE = 128  # pixels: the item is found on a copy of this size, which is plenty for a 28x28 result
 BORDER = 0.04  # share of each side taken as background when estimating it and initialising GrabCut
+MIN_WORKING_SIDE = 16  # pixels: a working copy thinner than this (aspect ratio over 8:1) has no item to find
+GRABCUT_RANGE = (0.05, 0.80)  # share of the photo: a GrabCut item outside it is replaced by the colour fallback
+EMPTY_ITEM = 0.15  # an item whose brightest pixel is below this (before stretching) is nearly invisible
 SHOES = tuple(CLASS_NAMES.index(name) for name in ("Sandal", "Sneaker", "Ankle boot"))
 
 # The clothing dataset's labels -> the Fashion-MNIST classes a correct prediction may name (notebook 08):
@@ -55,7 +65,7 @@ DEFAULT_MODEL_NAME = "models/08_real_photos.keras"  # written by notebook 08's r
 
 
 class PhotoError(ValueError):
-    """A file that cannot be used as a photo; the message names the file and says why."""
+    """A file or photo that cannot be used; the message names it and says why."""
 
 
 def _name(source: str | Path | bytes, name: str | None) -> str:
@@ -125,14 +135,20 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 class Conversion(NamedTuple):
-    """What :func:`to_fashion_mnist` returns: ``image``, (28, 28) float32 in [0, 1], item light on black, and
+    """What :func:`to_fashion_mnist` returns: ``image``, (28, 28) float32 in [0, 1], item light on black;
     ``steps``, the intermediate images for display: ``photo`` (h, w, 3) uint8 at the working size, ``mask``
-    (h, w) bool (the item), ``crop`` (the item's box of the photo, RGB), ``grey`` (the crop negated and masked,
-    float in [0, 1]); ``background`` is the estimated background colour (3,) and ``box`` (top, left, bottom,
-    right) the item's box in ``photo``."""
+    (h, w) bool (the item), ``mask_method`` ("grabcut", "colour" or "rectangle": :func:`item_mask`), ``crop``
+    (the item's box of the photo, RGB), ``grey`` (the crop negated and masked, float in [0, 1]); ``background``
+    is the estimated background colour (3,) and ``box`` (top, left, bottom, right) the item's box in ``photo``;
+    and ``warnings`` (also a property), sentences for the user when the result is doubtful (a fallback mask, a
+    nearly empty image)."""
 
     image: np.ndarray
     steps: dict[str, Any]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.steps.get("warnings", ())
 
 
 def _working_copy(photo: np.ndarray, side: int) -> np.ndarray:
@@ -161,16 +177,46 @@ def background_colour(photo: np.ndarray, border: float = BORDER) -> np.ndarray:
     return np.median(ring, axis=0)
 
 
-def item_mask(photo: np.ndarray, border: float = BORDER, iterations: int = 5) -> np.ndarray:
-    """Where the item is, (H, W) bool, for an RGB photo (H, W, 3) uint8 of a single item.
+def _largest_region(item: np.ndarray) -> np.ndarray:
+    """The largest connected region of a (H, W) bool mask, holes filled (all False stays all False)."""
+    from scipy import ndimage
+
+    regions, count = ndimage.label(item)
+    if not count:
+        return item
+    sizes = ndimage.sum(item, regions, range(1, count + 1))
+    return ndimage.binary_fill_holes(regions == 1 + int(np.argmax(sizes)))
+
+
+def colour_mask(photo: np.ndarray, border: float = BORDER) -> np.ndarray:
+    """Where the item is, (H, W) bool, by colour alone: pixels far from the border's median colour
+    (:func:`background_colour`), with the cut-off chosen by Otsu's method on the distances (OpenCV), then the
+    largest region with its holes filled. The fallback of :func:`item_mask`."""
+    import cv2
+
+    distance = np.linalg.norm(photo.astype(np.float32) - background_colour(photo, border), axis=2)
+    scaled = np.uint8(np.round(255 * distance / max(float(distance.max()), 1.0)))
+    _, item = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return _largest_region(item.astype(bool))
+
+
+def item_mask(
+    photo: np.ndarray, border: float = BORDER, iterations: int = 5, *, name: str = "photo", fallback: bool = True
+) -> tuple[np.ndarray, str]:
+    """Where the item is, (H, W) bool, for an RGB photo (H, W, 3) uint8 of a single item, and how it was found.
 
     GrabCut (Rother, Kolmogorov & Blake 2004, OpenCV's ``grabCut``) starts from "the outer ``border`` is
     background, the rest may be item", models both as colour mixtures and cuts the photo along strong edges.
-    The largest connected region is kept and its holes are filled. If the cut finds next to nothing (an item
-    in the colours of its background), the whole inner rectangle is taken.
+    The largest connected region is kept and its holes are filled ("grabcut"). When that region covers less than
+    5 % or more than 80 % of the photo (:data:`GRABCUT_RANGE`), the colour difference from the border decides
+    instead (:func:`colour_mask`, "colour"); when that also finds next to nothing, the whole inner rectangle is
+    taken ("rectangle"). With ``fallback=False`` the colour step is skipped, and only a GrabCut region under 2 %
+    of the photo is replaced by the rectangle (the rule before the fallback existed; notebook 08 compares them).
+
+    Raises:
+        PhotoError: GrabCut cannot model this photo (e.g. a photo of one flat colour).
     """
     import cv2
-    from scipy import ndimage
 
     height, width = photo.shape[:2]
     bh, bw = _border_pixels(height, width, border)
@@ -178,31 +224,53 @@ def item_mask(photo: np.ndarray, border: float = BORDER, iterations: int = 5) ->
     rect = (bw, bh, width - 2 * bw, height - 2 * bh)
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
-    cv2.grabCut(np.ascontiguousarray(photo[..., ::-1]), mask, rect, *models, iterations, cv2.GC_INIT_WITH_RECT)
-    item = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
-    regions, count = ndimage.label(item)
-    if count:
-        sizes = ndimage.sum(item, regions, range(1, count + 1))
-        item = regions == 1 + int(np.argmax(sizes))
-        item = ndimage.binary_fill_holes(item)
-    if item.mean() < 0.02:
-        item = np.zeros_like(item)
-        item[bh : height - bh, bw : width - bw] = True
-    return item
+    try:
+        cv2.grabCut(np.ascontiguousarray(photo[..., ::-1]), mask, rect, *models, iterations, cv2.GC_INIT_WITH_RECT)
+    except cv2.error as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise PhotoError(f"{name}: GrabCut could not separate an item from the background ({reason})") from error
+    item = _largest_region((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD))
+    low, high = GRABCUT_RANGE if fallback else (0.02, 1.0)
+    if low <= item.mean() <= high:
+        return item, "grabcut"
+    item = colour_mask(photo, border) if fallback else np.zeros_like(item)
+    if low <= item.mean() <= high:
+        return item, "colour"
+    item = np.zeros_like(item)
+    item[bh : height - bh, bw : width - bw] = True
+    return item, "rectangle"
 
 
-def to_fashion_mnist(photo: np.ndarray, *, side: int = WORKING_SIDE) -> Conversion:
+MASK_WARNINGS = {
+    "colour": "GrabCut did not find the item; it was separated by its colour difference from the photo's border.",
+    "rectangle": "The item could not be separated from the background; the whole photo inside a thin border was "
+    "used. Keep the whole item in the frame, with a margin, on a background of another colour.",
+}
+
+
+def to_fashion_mnist(
+    photo: np.ndarray, *, side: int = WORKING_SIDE, name: str = "photo", fallback: bool = True
+) -> Conversion:
     """Convert an RGB photo (H, W, 3) uint8 of one item into a Fashion-MNIST image, with the steps for display.
 
-    The steps: shrink to ``side`` pixels, estimate the background and find the item (:func:`item_mask`), crop
-    to the item's box, turn grey and negate (a dark item becomes light, a white one dim, as in the dataset), set the
-    background to 0, resize the
-    longest edge to 28 keeping the aspect ratio, sharpen, and centre on a 28x28 black image.
+    The steps: shrink to ``side`` pixels, find the item (:func:`item_mask`), crop to the item's box, turn grey
+    and negate (a dark item becomes light, a white one dim), set the background to 0, resize the longest edge to
+    28 keeping the aspect ratio (Lanczos, where the dataset subsampled pixels), sharpen, centre on a 28x28 black
+    image, and stretch so the brightest pixel is 1, as in every Fashion-MNIST image.
+
+    Raises:
+        PhotoError: the photo is too thin to hold an item (aspect ratio over 8:1), or GrabCut fails on it;
+            ``name`` starts the message. ``fallback`` goes to :func:`item_mask`.
     """
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
         raise ValueError(f"expected an RGB photo (H, W, 3) uint8, got {photo.shape} {photo.dtype}; use load_photo")
     small = _working_copy(photo, side)
-    mask = item_mask(small)
+    if min(small.shape[:2]) < MIN_WORKING_SIDE:
+        raise PhotoError(
+            f"{name}: {photo.shape[1]} x {photo.shape[0]} pixels is too thin to hold an item "
+            f"(longer side over {side // MIN_WORKING_SIDE} times the shorter)"
+        )
+    mask, method = item_mask(small, name=name, fallback=fallback)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
     crop = small[box[0] : box[2], box[1] : box[3]]
@@ -210,18 +278,30 @@ def to_fashion_mnist(photo: np.ndarray, *, side: int = WORKING_SIDE) -> Conversi
     luma = crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255
     grey = np.where(crop_mask, 1.0 - luma, 0.0).astype(np.float32)
     image = _fit_28(grey)
+    notes = [MASK_WARNINGS[method]] if method in MASK_WARNINGS else []
+    brightest = float(image.max())
+    if brightest < EMPTY_ITEM:
+        notes.append(
+            "The item is nearly invisible in the 28x28 image (a light item on a light background?): "
+            "the answer means little. Try a darker background."
+        )
+    if brightest > 0:
+        image = image / brightest
     steps = {
         "photo": small,
         "background": background_colour(small),
         "mask": mask,
+        "mask_method": method,
         "box": box,
         "crop": crop,
         "grey": grey,
+        "warnings": tuple(notes),
     }
     return Conversion(image, steps)
 
 
 def _fit_28(grey: np.ndarray) -> np.ndarray:
+    """(h, w) float in [0, 1] -> (28, 28) float32: longest edge to 28 (Lanczos), sharpened, centred on black."""
     height, width = grey.shape
     scale = 28 / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -235,6 +315,9 @@ def _fit_28(grey: np.ndarray) -> np.ndarray:
 # --- Labels of real photos -------------------------------------------------------------------------------------
 
 MERGED_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shoes", "Shirt", "Bag")
+SHOES_COLUMN = MERGED_NAMES.index("Shoes")
+SHOES_GROUP = "Shoes (sandal, sneaker or ankle boot)"  # how the rule's shoe answer is shown
+ANSWER_NAMES = tuple(SHOES_GROUP if name == "Shoes" else name for name in MERGED_NAMES)  # the rule's 8 answers
 _MERGE = np.array([[name == ("Shoes" if i in SHOES else CLASS_NAMES[i]) for name in MERGED_NAMES] for i in range(10)])
 
 
@@ -322,7 +405,7 @@ def split_photos(labels: np.ndarray, seed: int, validation: float = 0.2, test: f
 
 def convert_photos(files: Sequence[str | Path]) -> np.ndarray:
     """Load and convert photo files into Fashion-MNIST images (N, 28, 28, 1) float32 (:func:`to_fashion_mnist`)."""
-    return np.stack([to_fashion_mnist(load_photo(path)).image for path in files])[..., None]
+    return np.stack([to_fashion_mnist(load_photo(path), name=str(path)).image for path in files])[..., None]
 
 
 # --- Training on real photos ------------------------------------------------------------------------------------
@@ -336,7 +419,8 @@ class CandidateSetLoss(keras.losses.Loss):
     For a T-shirt (one candidate) it is the usual cross-entropy. For shoes it is
     ``-log(p_sandal + p_sneaker + p_ankle_boot)``: the model is not forced to pick one kind of shoe for a photo
     that does not show which. For a row with no candidate ("none of these": hat, shorts, skirt) it is
-    ``none_weight`` times the cross-entropy against the uniform distribution, Outlier Exposure (Hendrycks,
+    ``none_weight`` times the cross-entropy against the uniform distribution over the eight answers of the
+    decision rule (:data:`MERGED_NAMES`: the shoe classes share one eighth), Outlier Exposure (Hendrycks,
     Mazeika & Dietterich 2019): it teaches low confidence on items that are no Fashion-MNIST class.
     """
 
@@ -349,7 +433,9 @@ class CandidateSetLoss(keras.losses.Loss):
         log_p = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
         y_true = ops.cast(y_true, "float32")
         candidate = -ops.logsumexp(ops.where(y_true > 0, log_p, -1e9), axis=-1)
-        uniform = -ops.mean(log_p, axis=-1) * self.none_weight
+        merge = ops.convert_to_tensor(_MERGE, "bool")  # (10, 8)
+        log_groups = ops.logsumexp(ops.where(merge[None], log_p[:, :, None], -1e9), axis=1)  # (N, 8)
+        uniform = -ops.mean(log_groups, axis=-1) * self.none_weight
         return ops.where(ops.sum(y_true, axis=-1) > 0, candidate, uniform)
 
     def get_config(self) -> dict[str, Any]:
@@ -370,15 +456,16 @@ def candidate_accuracy(y_true, y_pred):
 def ood_score(logits: np.ndarray, method: str = "energy", temperature: float = 1.0) -> np.ndarray:
     """(N,) scores of logits (N, 10): higher means less like any Fashion-MNIST class.
 
-    ``"msp"``: one minus the maximum softmax probability at ``temperature`` (Hendrycks & Gimpel 2017).
-    ``"energy"``: the free energy ``-T * logsumexp(logits / T)`` (Liu et al. 2020): low when some class
-    gets a large logit, and unlike softmax it keeps how large.
+    ``"msp"``: one minus the largest probability at ``temperature`` among the eight answers of the decision rule
+    (:func:`merge_shoes`; Hendrycks & Gimpel 2017). ``"energy"``: the free energy ``-T * logsumexp(logits / T)``
+    (Liu et al. 2020): low when some class gets a large logit, and unlike softmax it keeps how large; merging the
+    shoe classes does not change it.
     """
     from scipy.special import logsumexp
 
     scaled = np.asarray(logits, np.float64) / temperature
     if method == "msp":
-        return 1.0 - softmax(scaled).max(axis=1)
+        return 1.0 - merge_shoes(softmax(scaled)).max(axis=1)
     if method == "energy":
         return -temperature * logsumexp(scaled, axis=1)
     raise ValueError(f"unknown OOD score {method!r}: use 'msp' or 'energy'")
@@ -387,11 +474,13 @@ def ood_score(logits: np.ndarray, method: str = "energy", temperature: float = 1
 @dataclass(frozen=True)
 class OodRule:
     """How :func:`classify` decides "not a Fashion-MNIST item": ``ood_score(logits, method, temperature) >
-    threshold``, with the threshold chosen on validation photos (notebook 08)."""
+    threshold``, with the threshold chosen on validation photos (notebook 08) so that the share ``keep`` of
+    clothing photos of the Fashion-MNIST kinds stays under it (None: not recorded)."""
 
     method: str = "energy"
     temperature: float = 1.0
     threshold: float = float("inf")
+    keep: float | None = None
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return ood_score(logits, self.method, self.temperature)
@@ -423,7 +512,12 @@ class PhotoClassifier:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.model.save(path)
         sidecar = {
-            "ood": {"method": self.ood.method, "temperature": self.ood.temperature, "threshold": self.ood.threshold},
+            "ood": {
+                "method": self.ood.method,
+                "temperature": self.ood.temperature,
+                "threshold": self.ood.threshold,
+                "keep": self.ood.keep,
+            },
             "flip_tta": self.flip_tta,
         }
         path.with_suffix(".json").write_text(json.dumps({**sidecar, **facts}, indent=2) + "\n")
@@ -446,7 +540,9 @@ def load_classifier(path: str | Path | None = None) -> PhotoClassifier:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One photo's answer: ``class_index`` (0-9), ``label`` (its name), ``probability`` of that class,
+    """One photo's answer by the decision rule (the shoe classes merged): ``class_index`` (0-9; for the shoe
+    answer, the most probable shoe class), ``label`` (that class's name), ``group`` (:data:`SHOES_GROUP` when the
+    rule answered "Shoes", else None), ``probability`` of the answer (for shoes, the summed shoe probability),
     ``probabilities`` (10,), ``ood_score`` (higher: less like any Fashion-MNIST class) and ``in_distribution``
     (the score is at most the rule's threshold)."""
 
@@ -456,6 +552,24 @@ class Prediction:
     probabilities: np.ndarray
     ood_score: float
     in_distribution: bool
+    group: str | None = None
+
+    @property
+    def answer(self) -> str:
+        """What to show: the group for shoes, else the class name."""
+        return self.group or self.label
+
+
+def decide(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The decision rule on class probabilities (N, 10): the column of :data:`MERGED_NAMES` with the largest
+    merged probability (N,), one class index per row (N,) (for "Shoes", the most probable shoe class) and the
+    answer's probability (N,)."""
+    probabilities = np.asarray(probabilities)
+    merged = merge_shoes(probabilities)
+    columns = merged.argmax(axis=1)
+    best_shoe = np.asarray(SHOES)[probabilities[:, list(SHOES)].argmax(axis=1)]
+    classes = np.where(columns == SHOES_COLUMN, best_shoe, probabilities.argmax(axis=1))
+    return columns, classes, merged.max(axis=1)
 
 
 def classify(images: np.ndarray, model: PhotoClassifier | str | Path | None = None) -> list[Prediction]:
@@ -472,17 +586,19 @@ def classify(images: np.ndarray, model: PhotoClassifier | str | Path | None = No
         raise ValueError(f"expected images (N, 28, 28) or (N, 28, 28, 1), got {images.shape}; see to_fashion_mnist")
     logits = predict_logits(classifier.model, images, classifier.flip_tta)
     probabilities = softmax(logits)
+    columns, classes, answer_probabilities = decide(probabilities)
     scores = classifier.ood.scores(logits)
     return [
         Prediction(
-            int(p.argmax()),
-            CLASS_NAMES[int(p.argmax())],
-            float(p.max()),
+            int(c),
+            CLASS_NAMES[int(c)],
+            float(q),
             p,
             float(score),
             bool(score <= classifier.ood.threshold),
+            SHOES_GROUP if column == SHOES_COLUMN else None,
         )
-        for p, score in zip(probabilities, scores)
+        for p, c, q, column, score in zip(probabilities, classes, answer_probabilities, columns, scores)
     ]
 
 
@@ -496,13 +612,14 @@ def _line(path: str, prediction: Prediction, as_json: bool) -> str:
                 "path": path,
                 "class": prediction.class_index,
                 "label": prediction.label,
+                "group": prediction.group,
                 "probability": round(prediction.probability, 4),
                 "in_distribution": prediction.in_distribution,
                 "ood_score": round(prediction.ood_score, 4),
             }
         )
     verdict = "" if prediction.in_distribution else "  (does not look like any Fashion-MNIST class)"
-    return f"{path}: {prediction.label} {prediction.probability:.0%}{verdict}"
+    return f"{path}: {prediction.answer} {prediction.probability:.0%}{verdict}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -526,12 +643,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for path in args.images:
         try:
-            image = to_fashion_mnist(load_photo(path)).image
+            conversion = to_fashion_mnist(load_photo(path), name=path)
         except PhotoError as error:
             print(f"error: {error}", file=sys.stderr)
             failed = True
             continue
-        print(_line(path, classify(image[None], classifier)[0], args.json), flush=True)
+        for warning in conversion.warnings:
+            print(f"warning: {path}: {warning}", file=sys.stderr)
+        print(_line(path, classify(conversion.image[None], classifier)[0], args.json), flush=True)
     return 1 if failed else 0
 
 

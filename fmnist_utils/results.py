@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -232,13 +232,18 @@ def update_readme(root: Path | None = None) -> bool:
     return updated != readme
 
 
-def comparison(profile: str | None, records: list[dict[str, Any]] | None = None) -> pd.DataFrame:
+def comparison(
+    profile: str | None, records: list[dict[str, Any]] | None = None, notebooks: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The recorded runs of one profile side by side, for the comparison table at the end of each notebook.
 
     ``profile`` None keeps every record given (notebook 06 passes the records of the profiles it read).
+    ``notebooks`` keeps only those notebooks (names without extension, e.g. ``["01_mlp", "02_lenet"]``), so that a
+    notebook compares itself with the ones its reader has met; None keeps all.
 
     One row per notebook and backend, indexed by ``(notebook, backend)``; empty when nothing is recorded.
-    Columns: model, parameters, epochs, best validation accuracy, test accuracy, training minutes, hardware.
+    Columns: model, parameters, epochs, best validation accuracy, test accuracy, training minutes, seconds per
+    epoch (training seconds / epochs; NaN for a notebook that trains nothing), hardware.
     """
     import pandas as pd
 
@@ -252,10 +257,11 @@ def comparison(profile: str | None, records: list[dict[str, Any]] | None = None)
             "best validation accuracy": f"{r['best_val_accuracy']:.2%}",
             "test accuracy": f"{r['test_accuracy']:.2%}",
             "training minutes": round(r["train_seconds"] / 60, 1),
+            "seconds per epoch": round(r["train_seconds"] / r["epochs"], 1) if r["epochs"] else None,
             "hardware": r["hardware"],
         }
         for r in (records if records is not None else load_results())
-        if profile is None or r["profile"] == profile
+        if (profile is None or r["profile"] == profile) and (notebooks is None or r["notebook"] in notebooks)
     ]
     return pd.DataFrame(rows).set_index(["notebook", "backend"]) if rows else pd.DataFrame()
 

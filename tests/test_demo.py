@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from PIL import Image
 
 from fmnist_utils import demo, photos
-from fmnist_utils.data import CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "images" / "08_demo_app.png"
@@ -65,12 +65,12 @@ def test_a_committed_photo_gets_a_class_through_gradio_client(client):
     assert "/t-shirt/" in path
     photo, item, model_view, probabilities, verdict = client.predict(handle_file(path), api_name="/classify")
     assert all(Path(image).is_file() for image in (photo, item, model_view))
-    assert probabilities["label"] in CLASS_NAMES
-    assert sorted(c["label"] for c in probabilities["confidences"]) == sorted(CLASS_NAMES)
+    assert probabilities["label"] in photos.ANSWER_NAMES
+    assert sorted(c["label"] for c in probabilities["confidences"]) == sorted(photos.ANSWER_NAMES)
     assert abs(sum(c["confidence"] for c in probabilities["confidences"]) - 1) < 1e-4
     assert f"**{probabilities['label']}**" in verdict or demo.OOD_MESSAGE in verdict
     expected = photos.classify(photos.convert_photos([path])[..., 0], photos.load_classifier())[0]
-    assert probabilities["label"] == expected.label  # the app answers what fmnist_utils.photos answers
+    assert probabilities["label"] == expected.answer  # the app answers what fmnist_utils.photos answers
 
 
 def test_a_text_file_named_jpg_gets_a_readable_message_and_the_app_keeps_working(client, tmp_path):
@@ -82,7 +82,23 @@ def test_a_text_file_named_jpg_gets_a_readable_message_and_the_app_keeps_working
     assert images == [None, None, None] and not probabilities
     assert verdict == "**Could not use this file.** notes.jpg: not an image file Pillow can read (JPEG, PNG, WebP, ...)"
     again = client.predict(handle_file(demo.example_photos()[1]), api_name="/classify")
-    assert again[3]["label"] in CLASS_NAMES
+    assert again[3]["label"] in photos.ANSWER_NAMES
+
+
+def test_a_thin_photo_and_a_white_photo_get_a_reason_or_a_warning(client, tmp_path):
+    from gradio_client import handle_file
+
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (28, 2000), (200, 50, 50)).save(thin)
+    *images, probabilities, verdict = client.predict(handle_file(str(thin)), api_name="/classify")
+    assert images == [None, None, None] and not probabilities
+    assert verdict.startswith("**Could not use this file.** thin.png: 28 x 2000 pixels is too thin")
+    white = tmp_path / "white.png"
+    Image.new("RGB", (200, 200), (255, 255, 255)).save(white)
+    *images, probabilities, verdict = client.predict(handle_file(str(white)), api_name="/classify")
+    assert "⚠ The item could not be separated" in verdict and "⚠ The item is nearly invisible" in verdict
+    again = client.predict(handle_file(demo.example_photos()[1]), api_name="/classify")
+    assert again[3]["label"] in photos.ANSWER_NAMES
 
 
 def test_the_server_listens_on_loopback_only_without_analytics(served):
@@ -152,8 +168,8 @@ def test_a_real_browser_uploads_a_photo_and_reads_the_class(served, tmp_path):
         driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(demo.example_photos()[3])  # shoes
         verdict = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "verdict").text.strip() or None)
         predicted = driver.find_element(By.CSS_SELECTOR, "#probabilities h2").text.strip()
-        print(f"the browser saw: verdict {verdict!r}, top class {predicted!r}")
-        assert predicted in CLASS_NAMES and (predicted in verdict or demo.OOD_MESSAGE in verdict)
+        print(f"the browser saw: verdict {verdict!r}, top answer {predicted!r}")
+        assert predicted in photos.ANSWER_NAMES and (predicted in verdict or demo.OOD_MESSAGE in verdict)
         path = SCREENSHOT if os.environ.get("FMNIST_UPDATE_SCREENSHOT") else tmp_path / SCREENSHOT.name
         assert driver.save_screenshot(str(path))
         hosts = {

@@ -168,3 +168,26 @@ def test_prediction_colours_mark_right_and_wrong(tiny):
 
     assert bar(right) == matplotlib.colors.to_rgba(plots.CORRECT_COLOUR)
     assert bar(wrong) == matplotlib.colors.to_rgba(plots.WRONG_COLOUR)
+
+
+def test_paired_right_counts_discordant_items_and_wilson_matches_a_hand_value():
+    a = np.array([True, True, False, False, True])
+    b = np.array([True, False, True, True, True])
+    result = evaluation.paired_right(a, b)
+    assert (result.only_a, result.only_b) == (1, 2) and result.p_value == pytest.approx(1.0)
+    assert result.accuracy_a == pytest.approx(0.6) and result.accuracy_b == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="same items"):
+        evaluation.paired_right(a, b[:3])
+    low, high = evaluation.wilson_interval(149, 210)  # hand value: 0.645 to 0.767
+    assert low == pytest.approx(0.6448, abs=1e-3) and high == pytest.approx(0.7666, abs=1e-3)
+
+
+def test_history_ticks_are_whole_epochs():
+    values = list(np.linspace(1.0, 0.2, 20))
+    history = {"loss": values, "accuracy": values, "val_loss": values, "val_accuracy": values}
+    fig = plots.plot_history({"a": history})
+    fig.canvas.draw()
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks  # not 2.5, 7.5, ...

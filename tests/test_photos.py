@@ -129,14 +129,60 @@ def test_the_item_is_centred_with_its_aspect_kept_light_on_black(background, ite
     assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1  # centred
     assert image[:, : cols[0]].max() == 0 and image[:, cols[-1] + 1 :].max() == 0  # background black
     assert image[4:24, cols[0] + 2 : cols[-1] - 1].min() > 0  # the item lighter than the background
-    expected = 1 - np.dot(item, [0.299, 0.587, 0.114]) / 255  # negated grey level
-    assert abs(float(np.median(image[4:24, cols[0] + 2 : cols[-1] - 1])) - expected) < 0.08
+    assert image.max() == 1  # stretched, as every Fashion-MNIST image
+    assert steps["mask_method"] == "grabcut" and steps["warnings"] == ()
 
 
-def test_an_item_in_the_background_colour_falls_back_to_the_inner_rectangle():
+def test_a_dark_item_comes_out_brighter_than_a_light_one_before_the_stretch():
+    dark = photos.to_fashion_mnist(_scene((225, 220, 210), (40, 40, 70))).steps["grey"]
+    light = photos.to_fashion_mnist(_scene((35, 30, 40), (200, 205, 215))).steps["grey"]
+    assert np.median(dark[dark > 0]) > 0.7 > 0.3 > np.median(light[light > 0])  # negated grey levels
+
+
+def test_an_item_in_the_background_colour_falls_back_to_the_inner_rectangle_with_a_warning():
     flat = np.full((100, 100, 3), 128, np.uint8)
-    image, steps = photos.to_fashion_mnist(flat)
-    assert image.shape == (28, 28) and steps["mask"].mean() > 0.8
+    conversion = photos.to_fashion_mnist(flat)
+    assert conversion.image.shape == (28, 28) and conversion.steps["mask"].mean() > 0.8
+    assert conversion.steps["mask_method"] == "rectangle"
+    assert any("could not be separated" in warning for warning in conversion.warnings)
+
+
+def test_a_white_photo_is_flagged_as_nearly_empty():
+    conversion = photos.to_fashion_mnist(np.full((100, 100, 3), 255, np.uint8))
+    assert conversion.image.max() == 0
+    assert any("nearly invisible" in warning for warning in conversion.warnings)
+
+
+def test_when_grabcut_takes_everything_the_colour_fallback_finds_the_item(monkeypatch):
+    import cv2
+
+    def everything(image, mask, rect, *args):
+        mask[:] = cv2.GC_PR_FGD
+
+    monkeypatch.setattr(cv2, "grabCut", everything)
+    conversion = photos.to_fashion_mnist(_scene((225, 220, 210), (40, 40, 70)))
+    assert conversion.steps["mask_method"] == "colour"
+    top, left, bottom, right = conversion.steps["box"]  # the item: rows 40-140, columns 30-80 of 200 x 160
+    assert abs(top - 40 * 0.64) <= 2 and abs(bottom - 140 * 0.64) <= 2 and abs(left - 30 * 0.64) <= 2
+    assert any("colour difference" in warning for warning in conversion.warnings)
+
+
+def test_a_grabcut_failure_is_a_photo_error_with_the_name(monkeypatch):
+    import cv2
+
+    def fail(*args):
+        raise cv2.error("OpenCV(5.0) grabcut.cpp:386: error: (-215:Assertion failed) !bgdSamples.empty()")
+
+    monkeypatch.setattr(cv2, "grabCut", fail)
+    with pytest.raises(photos.PhotoError, match=r"^odd\.png: GrabCut could not separate an item"):
+        photos.to_fashion_mnist(_scene((225, 220, 210), (40, 40, 70)), name="odd.png")
+
+
+def test_a_thin_photo_is_a_photo_error(tmp_path):
+    thin = tmp_path / "thin.png"
+    thin.write_bytes(_png(Image.new("RGB", (2000, 28), (200, 50, 50))))
+    with pytest.raises(photos.PhotoError, match=r"thin\.png: 2000 x 28 pixels is too thin to hold an item"):
+        photos.to_fashion_mnist(photos.load_photo(thin), name=thin.name)
 
 
 def test_to_fashion_mnist_wants_load_photos_output():
@@ -169,7 +215,8 @@ def test_candidate_set_loss_against_a_hand_computation():
     p = np.exp(logits[0]) / np.exp(logits[0]).sum()
     targets = photos.candidate_targets(["t-shirt", "shoes", "skirt"])
     loss = photos.CandidateSetLoss(none_weight=0.5, reduction=None)(targets, logits)
-    expected = [-np.log(p[0]), -np.log(p[5] + p[7] + p[9]), 0.5 * -np.log(p).mean()]
+    groups = np.append(p[[0, 1, 2, 3, 4, 6, 8]], p[5] + p[7] + p[9])  # the eight answers of the rule
+    expected = [-np.log(p[0]), -np.log(p[5] + p[7] + p[9]), 0.5 * -np.log(groups).mean()]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loss), expected, rtol=1e-5)
     restored = keras.losses.deserialize(keras.losses.serialize(photos.CandidateSetLoss(none_weight=0.25)))
     assert restored.none_weight == 0.25
@@ -185,7 +232,7 @@ def test_candidate_accuracy_counts_any_candidate():
 def test_ood_scores_against_hand_values():
     logits = np.array([[3.0, 1.0, 0.0] + [0.0] * 7, [0.0] * 10])
     exp = np.exp(logits[0])
-    np.testing.assert_allclose(photos.ood_score(logits, "msp"), [1 - exp.max() / exp.sum(), 0.9])
+    np.testing.assert_allclose(photos.ood_score(logits, "msp"), [1 - exp.max() / exp.sum(), 0.7])  # shoes: 3/10
     np.testing.assert_allclose(photos.ood_score(logits, "energy"), [-np.log(exp.sum()), -np.log(10)])
     np.testing.assert_allclose(photos.ood_score(logits, "energy", 2.0), -2 * np.log(np.exp(logits / 2).sum(axis=1)))
     with pytest.raises(ValueError, match=r"unknown OOD score 'odin'"):
@@ -204,8 +251,8 @@ def test_split_photos_is_stratified_disjoint_and_seeded():
 
 def test_the_committed_photos_are_listed_and_readable():
     photo_set = photos.load_photo_set()
-    assert len(photo_set.files) == 1_000 and set(photo_set.labels) == set(photos.LABEL_TO_CLASSES)
-    assert photo_set.in_distribution.sum() == 700
+    assert len(photo_set.files) == 2_170 and set(photo_set.labels) == set(photos.LABEL_TO_CLASSES)
+    assert photo_set.in_distribution.sum() == 1_682
     assert all(Path(path).is_file() for path in photo_set.files)
     assert (ROOT / "data" / "real-photos" / "LICENSE").read_text().startswith("Creative Commons Legal Code")
     assert max(photos.load_photo(photo_set.files[0]).shape[:2]) <= 128
@@ -242,8 +289,30 @@ def test_classify_returns_one_prediction_per_image(tiny_model):
     assert answer.probabilities.shape == (10,) and abs(answer.probabilities.sum() - 1) < 1e-6
     assert answer.probability == pytest.approx(np.exp(4) / (np.exp(4) + 9))
     assert answer.in_distribution == (answer.ood_score <= 0.5)
+    assert answer.group is None and answer.answer == "Trouser"
     with pytest.raises(ValueError, match=r"expected images \(N, 28, 28\)"):
         photos.classify(np.zeros((1, 32, 32)), classifier)
+
+
+def test_the_rule_merges_the_shoe_classes():
+    """Sandal 0.3, Sneaker 0.25, Ankle boot 0.2 beat Coat 0.25: the answer is shoes, shown as the group."""
+    probabilities = np.array([[0, 0, 0, 0, 0.25, 0.3, 0, 0.25, 0, 0.2], [0.6, 0, 0, 0, 0.4, 0, 0, 0, 0, 0]])
+    columns, classes, answer = photos.decide(probabilities)
+    assert columns.tolist() == [photos.SHOES_COLUMN, 0] and classes.tolist() == [5, 0]
+    np.testing.assert_allclose(answer, [0.75, 0.6])
+    classifier = photos.PhotoClassifier(_constant_model(np.log(probabilities[0] + 1e-9)), photos.OodRule("msp"))
+    [shoes] = photos.classify(np.zeros((1, 28, 28), np.float32), classifier)
+    assert shoes.class_index == 5 and shoes.label == "Sandal" and shoes.group == photos.SHOES_GROUP
+    assert shoes.answer == photos.SHOES_GROUP and shoes.probability == pytest.approx(0.75, abs=1e-6)
+    assert shoes.ood_score == pytest.approx(0.25, abs=1e-6)  # msp on the merged answers
+
+
+def _constant_model(logits: np.ndarray) -> keras.Model:
+    inputs = keras.Input((28, 28, 1))
+    dense = keras.layers.Dense(10, kernel_initializer="zeros")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.bias.assign(np.asarray(logits, np.float32))
+    return model
 
 
 def test_flip_tta_averages_the_logits_of_the_mirror_image():
@@ -263,8 +332,9 @@ def test_the_command_prints_json_and_reports_bad_files(tiny_model, tmp_path, cap
     good = _photo_file(tmp_path)
     assert photos.main(["--model", str(tiny_model), "--json", str(good)]) == 0
     line = json.loads(capsys.readouterr().out)
-    assert set(line) == {"path", "class", "label", "probability", "in_distribution", "ood_score"}
+    assert set(line) == {"path", "class", "label", "group", "probability", "in_distribution", "ood_score"}
     assert line["path"] == str(good) and line["class"] == 1 and line["label"] == CLASS_NAMES[1]
+    assert line["group"] is None
 
     bad = tmp_path / "notes.jpg"
     bad.write_text("not a photo")
@@ -272,6 +342,20 @@ def test_the_command_prints_json_and_reports_bad_files(tiny_model, tmp_path, cap
     captured = capsys.readouterr()
     assert captured.err.strip() == f"error: {bad}: not an image file Pillow can read (JPEG, PNG, WebP, ...)"
     assert [json.loads(row)["path"] for row in captured.out.splitlines()] == [str(good)]  # the others still run
+
+    thin = tmp_path / "thin.png"
+    thin.write_bytes(_png(Image.new("RGB", (28, 2000), (200, 50, 50))))
+    white = tmp_path / "white.png"
+    white.write_bytes(_png(Image.new("RGB", (100, 100), (255, 255, 255))))
+    assert photos.main(["--model", str(tiny_model), str(thin), str(white), str(good)]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert (
+        errors[0]
+        == f"error: {thin}: 28 x 2000 pixels is too thin to hold an item (longer side over 8 times the shorter)"
+    )
+    assert errors[1].startswith(f"warning: {white}: The item could not be separated")
+    assert [row.split(":")[0] for row in captured.out.splitlines()] == [str(white), str(good)]
 
     assert photos.main(["--model", str(tiny_model), str(good)]) == 0
     assert capsys.readouterr().out.startswith(f"{good}: Trouser ")
@@ -319,7 +403,12 @@ def test_make_real_photos_rebuilds_an_upright_shrunk_subset(tmp_path):
     stored.paste((255, 0, 0), (0, 0, 60, 60))
     exif = Image.Exif()
     exif[0x0112] = 6
-    for split, label, count in (("train", "hat", 3), ("validation", "hat", 1), ("train", "shoes", 2)):
+    for split, label, count in (
+        ("train", "hat", 3),
+        ("validation", "hat", 1),
+        ("train", "shoes", 2),
+        ("test", "hat", 5),
+    ):
         (source / split / label).mkdir(parents=True)
         for index in range(count):
             (source / split / label / f"{split}{index}.jpg").write_bytes(_jpeg(stored, exif=exif.tobytes()))
@@ -341,6 +430,7 @@ def test_make_real_photos_rebuilds_an_upright_shrunk_subset(tmp_path):
     assert done.returncode == 0, done.stderr
     subset = photos.load_photo_set(out)
     assert sorted(subset.labels.tolist()) == ["hat", "hat", "shoes", "shoes"]
+    assert "test" not in (out / "labels.csv").read_text()  # the source's test/ folder is never drawn from
     assert (out / "LICENSE").read_text() == "CC0"
     image = photos.load_photo(subset.files[0])
     assert image.shape == (128, 96, 3) and image[5, -5, 0] > 200 and image[5, -5, 1] < 80  # upright, shrunk
@@ -348,3 +438,17 @@ def test_make_real_photos_rebuilds_an_upright_shrunk_subset(tmp_path):
         [sys.executable, str(ROOT / "scripts" / "make_real_photos.py"), str(tmp_path)], capture_output=True, text=True
     )
     assert empty.returncode == 1 and "holds no <split>/<label>/*.jpg photos" in empty.stderr
+    with_test = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "make_real_photos.py"),
+            str(source),
+            "--out",
+            str(out),
+            "--include-test",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert with_test.returncode == 0 and "no longer an independent check" in with_test.stderr
+    assert sorted(photos.load_photo_set(out).labels.tolist()) == ["hat"] * 9 + ["shoes"] * 2

@@ -133,6 +133,15 @@ def test_comparison_has_a_row_per_notebook_and_backend():
     assert list(table.index) == [("01_mlp", "jax"), ("01_mlp", "tensorflow"), ("02_lenet", "tensorflow")]
     assert table.loc[("01_mlp", "jax"), "test accuracy"] == "80.00%"
     assert results.comparison("full", []).empty
+    assert table.loc[("02_lenet", "tensorflow"), "seconds per epoch"] == 30.0  # 60 s over 2 epochs
+
+
+def test_comparison_keeps_only_the_notebooks_asked_for():
+    records = [_record(), _record("02_lenet"), _record("03_modern_cnn"), {**_record("06_compare"), "epochs": 0}]
+    table = results.comparison("quick", records, notebooks=["01_mlp", "02_lenet"])
+    assert list(table.index) == [("01_mlp", "tensorflow"), ("02_lenet", "tensorflow")]
+    assert np.isnan(results.comparison("quick", records).loc[("06_compare", "tensorflow"), "seconds per epoch"])
+    assert results.comparison("quick", records, notebooks=["08_real_photos"]).empty
 
 
 def test_markers_are_required():
