@@ -391,8 +391,8 @@ def test_the_committed_model_reproduces_its_recorded_photo_accuracy():
     answers = photos.classify(photos.convert_photos(test.files), classifier)
     assert all(0 <= answer.class_index < 10 and answer.label == CLASS_NAMES[answer.class_index] for answer in answers)
     labels = photos.merged_labels(test.labels)
-    merged = photos.merge_shoes(np.stack([answer.probabilities for answer in answers]))
-    accuracy = float(np.mean(merged[labels >= 0].argmax(axis=1) == labels[labels >= 0]))
+    columns = np.array([photos.ANSWER_NAMES.index(answer.answer) for answer in answers])  # the shipped rule
+    accuracy = float(np.mean(columns[labels >= 0] == labels[labels >= 0]))
     assert accuracy == pytest.approx(facts["test_photo_accuracy"], abs=2 / (labels >= 0).sum())
 
 
