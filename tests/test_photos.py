@@ -396,6 +396,12 @@ def test_the_committed_model_reproduces_its_recorded_photo_accuracy():
     assert accuracy == pytest.approx(facts["test_photo_accuracy"], abs=2 / (labels >= 0).sum())
 
 
+def _make_real_photos(*args: object) -> subprocess.CompletedProcess:
+    """Run scripts/make_real_photos.py with these arguments, capturing its output."""
+    command = [sys.executable, str(ROOT / "scripts" / "make_real_photos.py"), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 def test_make_real_photos_rebuilds_an_upright_shrunk_subset(tmp_path):
     """scripts/make_real_photos.py on a tiny copy of the clothing dataset's layout."""
     source = tmp_path / "clothing"
@@ -414,19 +420,7 @@ def test_make_real_photos_rebuilds_an_upright_shrunk_subset(tmp_path):
             (source / split / label / f"{split}{index}.jpg").write_bytes(_jpeg(stored, exif=exif.tobytes()))
     (source / "LICENSE").write_text("CC0")
     out = tmp_path / "subset"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "make_real_photos.py"),
-            str(source),
-            "--out",
-            str(out),
-            "--per-class",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = _make_real_photos(source, "--out", out, "--per-class", "2")
     assert done.returncode == 0, done.stderr
     subset = photos.load_photo_set(out)
     assert sorted(subset.labels.tolist()) == ["hat", "hat", "shoes", "shoes"]
@@ -434,21 +428,8 @@ def test_make_real_photos_rebuilds_an_upright_shrunk_subset(tmp_path):
     assert (out / "LICENSE").read_text() == "CC0"
     image = photos.load_photo(subset.files[0])
     assert image.shape == (128, 96, 3) and image[5, -5, 0] > 200 and image[5, -5, 1] < 80  # upright, shrunk
-    empty = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_real_photos.py"), str(tmp_path)], capture_output=True, text=True
-    )
+    empty = _make_real_photos(tmp_path)
     assert empty.returncode == 1 and "holds no <split>/<label>/*.jpg photos" in empty.stderr
-    with_test = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "make_real_photos.py"),
-            str(source),
-            "--out",
-            str(out),
-            "--include-test",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    with_test = _make_real_photos(source, "--out", out, "--include-test")
     assert with_test.returncode == 0 and "no longer an independent check" in with_test.stderr
     assert sorted(photos.load_photo_set(out).labels.tolist()) == ["hat"] * 9 + ["shoes"] * 2
