@@ -4,8 +4,10 @@ training time estimate, and exact BatchNormalization statistics before each vali
 SWA (Izmailov et al., 2018, "Averaging Weights Leads to Wider Optima and
 Better Generalization", arXiv:1803.05407) keeps training with a constant (or
 cyclic) learning rate after a normal schedule and averages the weights visited
-at the end of each epoch.  The average lies in a flatter region of the loss
-surface than any single iterate and usually generalises better.
+at the end of each epoch.  Izmailov et al. argue that the average lies in a
+flatter region of the loss surface than any single iterate and generalises
+better; notebooks 03 and 04 measured no gain from it in their short ``quick``
+runs.
 
 Two steps are needed to use the averaged network:
 

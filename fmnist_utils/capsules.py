@@ -2,9 +2,11 @@
 
 "Dynamic Routing Between Capsules" (https://arxiv.org/abs/1710.09829) replaces
 the scalar feature detectors of a CNN with *capsules*: small vectors whose
-length is the probability that an entity is present and whose orientation
-encodes the entity's pose. Lower capsules vote for higher capsules and an
-iterative "routing-by-agreement" decides which votes count.
+length is a presence score in [0, 1) for an entity and whose orientation is
+meant to encode the entity's pose. The paper calls the length a probability,
+but it is not one: nothing makes the lengths of an image sum to 1 (notebook 05).
+Lower capsules vote for higher capsules and an iterative
+"routing-by-agreement" decides which votes count.
 
 Architecture for a 28x28x1 image (paper values in brackets)::
 
@@ -149,11 +151,12 @@ class ClassCapsules(keras.layers.Layer):
     The routing logits b start at zero for every sample on every call, so the
     output depends only on the weights and the input (it is deterministic).
 
-    Like most public implementations, the predictions u_hat are wrapped in
-    ``ops.stop_gradient`` in every pass but the last: the earlier passes only
-    choose the coupling coefficients, and gradients reach W through the final
-    weighted sum. This is cheaper and trains more stably than back-propagating
-    through the whole unrolled loop.
+    The predictions u_hat are wrapped in ``ops.stop_gradient`` in every pass
+    but the last, and the routing logits are built only from those passes. The
+    backward pass therefore treats the coupling coefficients as constants: the
+    gradient reaches W only through the predictions u_hat of the last weighted
+    sum. XifengGuo/CapsNet-Keras does the same; the paper's reference code
+    (Sarasra/models, research/capsules) back-propagates through every iteration.
 
     Input shape: (batch, num_in, in_dim).
     Output shape: (batch, num_capsules, capsule_dim), plus the coupling
