@@ -101,29 +101,29 @@ def bagged_ensemble(
     fraction: float = 0.5,
     seed: int = 0,
 ) -> Ensemble:
-    """Bagged ensemble selection (Caruana et al., 2004): :func:`greedy_ensemble` on ``bags`` random subsets.
+    """Bagged ensemble selection (Caruana et al., 2004): :func:`greedy_ensemble` on bags of models.
 
-    Each bag draws ``fraction`` of the validation images without replacement and runs the greedy selection
-    there; the ensemble is the union of every bag's members, each counted as often as it was picked in all
-    bags. A member that one lucky subset favours weighs little against those that most subsets pick, which
-    makes the result less fitted to the particular validation images than one greedy run on all of them.
+    Each bag draws ``fraction`` of the candidates (at least one) without replacement and runs the greedy
+    selection among them on the whole validation split; the ensemble is the union of every bag's members, each
+    counted as often as it was picked in all bags. A bag without the strongest candidates must combine the
+    others, so the pooled ensemble leans less on one model's luck on these validation images than one greedy
+    run does.
 
     Args:
         val_probabilities, y_val, max_members: as for :func:`greedy_ensemble`.
-        bags: how many subsets. fraction: share of the validation images in each, in (0, 1].
-        seed: seeds the subsets.
+        bags: how many bags. fraction: share of the candidates in each, in (0, 1].
+        seed: seeds the bags.
     """
     if not 0 < fraction <= 1 or bags < 1:
         raise ValueError(f"bags must be at least 1 and fraction in (0, 1]; got bags={bags}, fraction={fraction}.")
+    names = list(val_probabilities)
     rng = np.random.default_rng(seed)
-    size = max(1, round(fraction * len(y_val)))
+    size = max(1, round(fraction * len(names)))
     members: list[str] = []
     for _ in range(bags):
-        subset = rng.choice(len(y_val), size, replace=False)
-        members += greedy_ensemble(
-            {k: v[subset] for k, v in val_probabilities.items()}, y_val[subset], max_members
-        ).members
-    return Ensemble(members=sorted(members, key=list(val_probabilities).index))
+        bag = sorted(rng.choice(len(names), size, replace=False))
+        members += greedy_ensemble({names[i]: val_probabilities[names[i]] for i in bag}, y_val, max_members).members
+    return Ensemble(members=sorted(members, key=names.index))
 
 
 def held_out_accuracy(
@@ -153,6 +153,48 @@ def held_out_accuracy(
             accuracy(chosen.average({k: v[scored_on] for k, v in val_probabilities.items()}), y_val[scored_on])
         )
     return np.array(scores)
+
+
+def cheapest_within_noise(held_out: Mapping[str, np.ndarray]) -> str:
+    """The first procedure, in ``held_out``'s order, that the best one does not beat by more than noise.
+
+    ``held_out`` maps procedure names, cheapest first, to paired held-out accuracies (repeats,) from
+    :func:`held_out_accuracy`. "Noise" is one standard error of the paired differences from the procedure with
+    the best mean: a procedure whose mean is at most that far below the best counts as a tie, and ties go to the
+    cheaper procedure.
+    """
+    if not held_out:
+        raise ValueError("cheapest_within_noise needs at least one procedure's held-out accuracies.")
+    best = max(held_out, key=lambda name: held_out[name].mean())
+    for name, scores in held_out.items():
+        differences = held_out[best] - scores
+        standard_error = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 else 0.0
+        if differences.mean() <= standard_error:
+            return name
+    return best
+
+
+def break_ties(probabilities: np.ndarray, toward: np.ndarray) -> tuple[np.ndarray, int]:
+    """Settle rows whose two largest probabilities are exactly equal in favour of the class ``toward`` prefers.
+
+    A saturated softmax gives a top probability of exactly 1.0 even in float32, so the flip-TTA average of two
+    confident views that disagree is an exact 0.5/0.5 tie, which ``argmax`` would settle towards the lower class
+    index. Here such a row gets ``1e-6 * toward`` added (renormalised), e.g. ``toward`` = the probabilities of
+    the original, un-mirrored view. Other rows are returned unchanged.
+
+    Args:
+        probabilities: (N, C). toward: (N, C), the tie-breaker.
+
+    Returns:
+        The probabilities (N, C), float64, and how many rows were ties.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    top_two = np.sort(probabilities, axis=1)[:, -2:]
+    tied = top_two[:, 0] == top_two[:, 1]
+    settled = probabilities.copy()
+    settled[tied] = probabilities[tied] + 1e-6 * np.asarray(toward, dtype=np.float64)[tied]
+    settled[tied] /= settled[tied].sum(axis=1, keepdims=True)
+    return settled, int(tied.sum())
 
 
 def reliability_curve(

@@ -45,16 +45,48 @@ def noisy_candidates(n: int = 400, seed: int = 0) -> tuple[dict[str, np.ndarray]
 def test_bagged_ensemble_counts_every_bags_greedy_members():
     candidates, y = noisy_candidates()
     result = ensemble.bagged_ensemble(candidates, y, max_members=5, bags=4, fraction=0.5, seed=1)
+    names = list(candidates)
     rng = np.random.default_rng(1)
     expected = []
-    for _ in range(4):  # the same subsets, drawn as the function documents
-        subset = rng.choice(len(y), len(y) // 2, replace=False)
-        expected += ensemble.greedy_ensemble({k: v[subset] for k, v in candidates.items()}, y[subset], 5).members
+    for _ in range(4):  # the same bags of models, drawn as the function documents, on all validation images
+        bag = sorted(rng.choice(len(names), round(len(names) / 2), replace=False))
+        expected += ensemble.greedy_ensemble({names[i]: candidates[names[i]] for i in bag}, y, 5).members
     assert sorted(result.members) == sorted(expected)
     assert result.counts() == dict(sorted(Counter(expected).items(), key=lambda item: -item[1]))
     np.testing.assert_allclose(result.average(candidates), np.mean([candidates[m] for m in expected], axis=0))
     with pytest.raises(ValueError, match="fraction in"):
         ensemble.bagged_ensemble(candidates, y, fraction=0)
+
+
+def test_bagged_ensemble_gives_weak_candidates_a_say_when_the_best_sits_out():
+    candidates, y = noisy_candidates()
+    best = max(candidates, key=lambda k: ensemble.accuracy(candidates[k], y))
+    result = ensemble.bagged_ensemble(candidates, y, max_members=3, bags=10, fraction=0.25, seed=0)
+    assert best in result.members and set(result.members) - {best}
+
+
+def test_cheapest_within_noise_prefers_the_cheaper_of_a_tie():
+    rng = np.random.default_rng(0)
+    base = 0.95 + rng.normal(0, 0.002, 30)
+    noise = rng.normal(0, 0.002, 30)
+    # mean 0.02 points better, standard error of the paired differences about 0.04 points: a tie
+    tie = {"single": base, "ensemble": base + 0.0002 + noise - noise.mean()}
+    assert ensemble.cheapest_within_noise(tie) == "single"
+    clear = {"single": base, "ensemble": base + 0.01 + rng.normal(0, 0.001, 30)}
+    assert ensemble.cheapest_within_noise(clear) == "ensemble"
+    assert ensemble.cheapest_within_noise({"only": base}) == "only"
+    with pytest.raises(ValueError, match="at least one"):
+        ensemble.cheapest_within_noise({})
+
+
+def test_break_ties_settles_exact_ties_toward_the_original_view():
+    tta = np.array([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1], [0.0, 0.5, 0.5]], dtype=np.float32)
+    original = np.array([[0.0, 1.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+    settled, ties = ensemble.break_ties(tta, original)
+    assert ties == 2
+    assert settled.argmax(axis=1).tolist() == [1, 1, 2]  # argmax of tta alone: [0, 1, 1]
+    np.testing.assert_allclose(settled.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(settled[1], tta[1].astype(np.float64))
 
 
 def test_held_out_accuracy_scores_each_procedure_on_the_other_half():
