@@ -323,7 +323,8 @@ def save_predictions(
     arrays: dict[str, np.ndarray] = {}
     for split, x in (("val", splits.x_val), ("test", splits.x_test)):
         probabilities, with_tta = predict_with_flip_tta(model, x, batch_size=batch_size)
-        # float32: in float16 a confident view and a confident mirrored one average to an exact 0.5/0.5 tie
+        # float32 has fewer exact 0.5/0.5 ties than float16, but a saturated softmax (top probability 1.0) still
+        # ties with a confident mirrored view: notebook 06 settles them with ensemble.break_ties
         arrays[f"{split}_probabilities"] = probabilities.astype(np.float32)
         arrays[f"{split}_probabilities_tta"] = with_tta.astype(np.float32)
     indices = feature_subset(splits.y_test)
@@ -348,6 +349,28 @@ def save_predictions(
     return path
 
 
+def backends_with_predictions(notebook: str, profile: str, *, folder: Path | None = None) -> list[str]:
+    """The Keras backends that saved predictions of ``notebook`` in ``profile``, sorted; [] if none."""
+    prefix = f"{notebook}-{profile}-"
+    predictions = (folder or results_dir()) / PREDICTIONS_FOLDER
+    return sorted(p.stem.removeprefix(prefix) for p in predictions.glob(f"{prefix}*.npz"))
+
+
+def find_predictions(
+    notebook: str, profiles: Sequence[str], backend: str, *, folder: Path | None = None
+) -> tuple[str, str] | None:
+    """Which saved predictions of ``notebook`` to read: ``(profile, backend)``, or None if there are none.
+
+    The first profile of ``profiles`` with any saved predictions wins (the architecture depends on the profile);
+    within it, ``backend`` if it saved some, else the first other backend that did (notebook 06 says so).
+    """
+    for profile in profiles:
+        saved = backends_with_predictions(notebook, profile, folder=folder)
+        if saved:
+            return profile, backend if backend in saved else saved[0]
+    return None
+
+
 def load_predictions(
     notebook: str, profile: str, backend: str | None = None, *, folder: Path | None = None
 ) -> dict[str, Any]:
@@ -364,8 +387,7 @@ def load_predictions(
             the message names them and says how to pick one.
     """
     predictions = (folder or results_dir()) / PREDICTIONS_FOLDER
-    prefix = f"{notebook}-{profile}-"
-    saved_backends = sorted(p.stem.removeprefix(prefix) for p in predictions.glob(f"{prefix}*.npz"))
+    saved_backends = backends_with_predictions(notebook, profile, folder=folder)
     if backend is None and len(saved_backends) > 1:
         raise ValueError(
             f"{predictions} holds predictions of {notebook} ({profile} profile) from several Keras backends: "

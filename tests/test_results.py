@@ -235,3 +235,16 @@ def test_load_predictions_picks_the_backend(tmp_path):
         results.load_predictions("07_x", "quick", "torch", folder=tmp_path)
     (folder / "07_x-quick-jax.npz").unlink()
     assert results.load_predictions("07_x", "quick", folder=tmp_path)["metadata"]["backend"] == "tensorflow"
+
+
+def test_find_predictions_prefers_the_profile_then_the_own_backend(tmp_path):
+    folder = tmp_path / results.PREDICTIONS_FOLDER
+    folder.mkdir()
+    for name in ("04_x-quick-tensorflow", "04_x-quick-jax", "04_x-full-tensorflow"):
+        np.savez(folder / f"{name}.npz", metadata=np.array("{}"))
+    assert results.find_predictions("04_x", ("quick",), "jax", folder=tmp_path) == ("quick", "jax")
+    assert results.find_predictions("04_x", ("quick",), "tensorflow", folder=tmp_path) == ("quick", "tensorflow")
+    # full comes first and only TensorFlow saved it: that one, though the run is under JAX
+    assert results.find_predictions("04_x", ("full", "quick"), "jax", folder=tmp_path) == ("full", "tensorflow")
+    assert results.find_predictions("04_x", ("best",), "jax", folder=tmp_path) is None
+    assert results.backends_with_predictions("04_x", "quick", folder=tmp_path) == ["jax", "tensorflow"]
