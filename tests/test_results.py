@@ -94,6 +94,7 @@ def _record(notebook="01_mlp", profile="quick", backend="tensorflow", accuracy=0
         "notebook_seconds": 120.0,
         "hardware": "CPU: x, 2 cores",
         "backend": backend,
+        "precision": "float32",
     }
 
 
@@ -115,11 +116,39 @@ def test_table_labels_backends_only_when_several_ran_a_profile():
     records = [_record(backend="jax", accuracy=0.8), _record(accuracy=0.9), _record(profile="full", accuracy=0.95)]
     row = results.results_table(records, ["01_mlp"]).splitlines()[-1]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[3:6] == ["80.00% (jax); 90.00% (tensorflow)", "95.00%", "not measured"]  # quick, full, best
-    assert cells[6] == (
-        "quick: CPU: x, 2 cores, jax, 2.0 min; quick: CPU: x, 2 cores, tensorflow, 2.0 min; "
-        "full: CPU: x, 2 cores, tensorflow, 2.0 min"
+    assert cells[3] == "quick: 2; full: 2"  # epochs
+    assert cells[4:7] == ["80.00% (jax); 90.00% (tensorflow)", "95.00%", "not measured"]  # quick, full, best
+    assert cells[7] == (
+        "quick: CPU: x, 2 cores, float32, jax, 2.0 min; quick: CPU: x, 2 cores, float32, tensorflow, 2.0 min; "
+        "full: CPU: x, 2 cores, float32, tensorflow, 2.0 min"
     )
+
+
+def test_table_gives_epochs_per_profile_and_none_for_a_notebook_that_trains_nothing():
+    records = [{**_record(backend="jax"), "epochs": 3}, _record(), {**_record("06_compare"), "epochs": 0}]
+    rows = results.results_table(records, ["01_mlp", "06_compare"]).splitlines()
+    assert rows[0].split(" | ")[3] == "Epochs"
+    assert rows[2].split(" | ")[3] == "quick: 3 (jax), 2 (tensorflow)"
+    assert rows[3].split(" | ")[3] == "quick: none"
+
+
+def test_runs_summary_says_where_each_group_of_runs_ran():
+    records = [
+        {**_record(), "cpu_bf16_flags": ["avx512_bf16"], "precision": "mixed_bfloat16"},
+        {
+            **_record("02_lenet"),
+            "cpu_bf16_flags": ["avx512_bf16"],
+            "precision": "mixed_bfloat16",
+            "notebook_seconds": 600,
+        },
+        {**_record("04_wrn", profile="full"), "hardware": "GPU: T4", "precision": "mixed_float16"},
+    ]
+    assert results.runs_summary(records) == (
+        "Recorded runs, from `results/`: `quick`: notebooks 01 and 02 ran on CPU: x, 2 cores (bfloat16 instructions: "
+        "avx512_bf16), in `mixed_bfloat16`, under tensorflow; wall time 2.0 to 10.0 min per notebook, 12.0 min in "
+        "all. `full`: notebook 04 ran on GPU: T4, in `mixed_float16`, under tensorflow; wall time 2.0 min."
+    )
+    assert results.runs_summary([]) == "No run is recorded yet."
 
 
 def test_comparison_has_a_row_per_notebook_and_backend():
