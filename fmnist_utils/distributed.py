@@ -249,6 +249,23 @@ def trials_by_worker(job: SearchJob):
     return table
 
 
+def search_precision(requested: str | None = None) -> str:
+    """The Keras dtype policy of a search's trials: ``requested`` if given, else this machine's choice.
+
+    This machine's choice is the Setup cell's (:func:`fmnist_utils.environment.choose_precision`: by GPU or CPU,
+    or ``FMNIST_PRECISION``), so a search started here trains as notebook 07 does on the same machine.
+
+    Raises:
+        ValueError: ``requested`` is not a Keras dtype policy name.
+    """
+    from fmnist_utils.environment import choose_precision, gpu_details, import_keras_quietly
+
+    keras = import_keras_quietly()
+    if requested:
+        return keras.DTypePolicy(requested.strip()).name
+    return choose_precision(gpu_details()).policy
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fmnist_utils.distributed",
@@ -267,6 +284,11 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--train-images", type=int, default=6_000)
         command.add_argument("--directory", default="runs/distributed")
         command.add_argument("--project", default="coarse")
+        command.add_argument(
+            "--precision",
+            help="Keras dtype policy of every trial, e.g. float32 or mixed_bfloat16 (default: the one the notebooks' "
+            "Setup cell chooses on the machine that writes the job: by its GPU or CPU, or FMNIST_PRECISION)",
+        )
     args = parser.parse_args(argv)
     if args.command == "run":
         if "KERASTUNER_TUNER_ID" not in os.environ or "KERASTUNER_ORACLE_IP" not in os.environ:
@@ -278,6 +300,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     from fmnist_utils import tuning
 
+    try:
+        precision = search_precision(args.precision)
+    except ValueError:
+        parser.error(f"--precision {args.precision!r} is not a Keras dtype policy; use e.g. float32 or mixed_bfloat16")
     job = SearchJob(
         args.directory,
         args.project,
@@ -286,12 +312,13 @@ def main(argv: list[str] | None = None) -> None:
         args.epochs,
         args.trials,
         train_images=args.train_images,
+        precision=precision,
     )
     if args.command == "job":
         print(f"wrote {job.save(Path(job.directory) / f'{job.project_name}-job.json')}")
         return
     search = launch(job, workers=args.workers)
-    print(f"chief on {search.host}:{search.port}, {args.workers} workers; logs in {search.log_dir}")
+    print(f"chief on {search.host}:{search.port}, {args.workers} workers, {job.precision}; logs in {search.log_dir}")
     try:
         codes = search.wait(args.timeout)
     finally:

@@ -38,6 +38,55 @@ AUGMENTATIONS: dict[str, dict[str, Any]] = {
 HYPERPARAMETERS = ("learning_rate", "width", "dropout", "weight_decay", "augmentation")
 LOG_SCALE = ("learning_rate", "weight_decay")
 STAGE_DROPOUT_SHARE = 1 / 3  # dropout after each stage, as a share of the head's (notebook 03: 0.1 and 0.3)
+AROUND_FACTOR = 2.0
+"""How far :meth:`SearchSpace.around` reaches from a trial's learning rate and weight decay: a factor either way."""
+AROUND_DROPOUT_STEP = 0.1
+"""How far :meth:`SearchSpace.around` reaches from a trial's dropout: this much either way."""
+
+
+@dataclass(frozen=True)
+class Clipping:
+    """One range of :meth:`SearchSpace.around`, as intended and as kept inside the coarse space.
+
+    Attributes:
+        name: the hyperparameter, e.g. ``"learning_rate"``.
+        value: the trial's value the range is centred on.
+        intended: ``(low, high)`` before the cut. kept: ``(low, high)`` after it.
+    """
+
+    name: str
+    value: float
+    intended: tuple[float, float]
+    kept: tuple[float, float]
+
+    @property
+    def share_kept(self) -> float:
+        """Share of the intended half-width left on the cut side (of the logarithm, for :data:`LOG_SCALE`).
+
+        E.g. 0.36 for a learning rate of 7.8e-3 with factor 2 under a bound of 1e-2: log(1e-2 / 7.8e-3) / log 2.
+        """
+        scale = math.log if self.name in LOG_SCALE else float
+        shares = []
+        for end in (0, 1):
+            if self.kept[end] != self.intended[end]:
+                wanted = abs(scale(self.intended[end]) - scale(self.value))
+                left = abs(scale(self.kept[end]) - scale(self.value))
+                shares.append(left / wanted if wanted else 0.0)
+        return max(0.0, min(shares, default=1.0))
+
+    def __str__(self) -> str:
+        form = ".1e" if self.name in LOG_SCALE else ".2f"
+        label = self.name.replace("_", " ")
+        side = "upper" if self.kept[1] != self.intended[1] else "lower"
+        if self.name == "dropout" and side == "lower" and self.kept[0] <= 0:
+            advice = "dropout cannot go lower, so nothing is lost"
+        else:
+            advice = "the optimum may lie beyond it: widen that end of the coarse range and search again"
+        return (
+            f"{label} {self.value:{form}} is near the {side} edge of the coarse range: the fine range is cut to "
+            f"{self.kept[0]:{form}} to {self.kept[1]:{form}} instead of {self.intended[0]:{form}} to "
+            f"{self.intended[1]:{form}}, {self.share_kept:.0%} of its half-width on that side; {advice}"
+        )
 
 
 @dataclass(frozen=True)
@@ -99,24 +148,41 @@ class SearchSpace:
             augmentation=(values["augmentation"],),
         )
 
-    def around(self, values: Mapping[str, Any], factor: float = 2.0, dropout_step: float = 0.1) -> SearchSpace:
+    def around(
+        self, values: Mapping[str, Any], factor: float = AROUND_FACTOR, dropout_step: float = AROUND_DROPOUT_STEP
+    ) -> SearchSpace:
         """A narrower space around one trial's ``values``, kept inside this space.
 
         Learning rate and weight decay range over ``value / factor`` to ``value * factor``, dropout over
-        ``value ± dropout_step``; width and augmentation are fixed to the trial's choices.
+        ``value ± dropout_step``; width and augmentation are fixed to the trial's choices. A range that would
+        reach past this space's bounds is cut at them: :meth:`clipped` lists those cuts.
         """
+        ranges = {c.name: c.kept for c in self._around_ranges(values, factor, dropout_step)}
+        return replace(self, **ranges, width=(values["width"],), augmentation=(values["augmentation"],))
 
-        def clip(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float]:
-            return max(low, bounds[0]), min(high, bounds[1])
+    def clipped(
+        self, values: Mapping[str, Any], factor: float = AROUND_FACTOR, dropout_step: float = AROUND_DROPOUT_STEP
+    ) -> list[Clipping]:
+        """The ranges of ``around(values, factor, dropout_step)`` that this space's bounds cut short.
 
-        return replace(
-            self,
-            learning_rate=clip(values["learning_rate"] / factor, values["learning_rate"] * factor, self.learning_rate),
-            weight_decay=clip(values["weight_decay"] / factor, values["weight_decay"] * factor, self.weight_decay),
-            dropout=clip(values["dropout"] - dropout_step, values["dropout"] + dropout_step, self.dropout),
-            width=(values["width"],),
-            augmentation=(values["augmentation"],),
-        )
+        A cut range means the trial sits near an edge of this space, and the optimum may lie beyond it: the
+        fine stage cannot look there. Empty when every range fits.
+        """
+        return [c for c in self._around_ranges(values, factor, dropout_step) if c.kept != c.intended]
+
+    def _around_ranges(self, values: Mapping[str, Any], factor: float, dropout_step: float) -> list[Clipping]:
+        """Intended and kept ranges of :meth:`around` for the three numeric hyperparameters."""
+        intended = {
+            "learning_rate": (values["learning_rate"] / factor, values["learning_rate"] * factor),
+            "weight_decay": (values["weight_decay"] / factor, values["weight_decay"] * factor),
+            "dropout": (values["dropout"] - dropout_step, values["dropout"] + dropout_step),
+        }
+        ranges = []
+        for name, (low, high) in intended.items():
+            bounds = getattr(self, name)
+            kept = (max(low, bounds[0]), min(high, bounds[1]))
+            ranges.append(Clipping(name, values[name], (low, high), kept))
+        return ranges
 
     def sample(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
         """Register this space's hyperparameters in ``hp`` and return their values for this trial."""
@@ -147,7 +213,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
     ``build`` returns the network (uncompiled); ``fit`` compiles it with AdamW (warm-up for the first epoch,
     then cosine decay to a tenth of the peak), label smoothing 0.1 on one-hot targets, and trains it on
     :class:`~fmnist_utils.augment.AugmentedBatches` with the trial's augmentation. Each trial is seeded
-    with ``seed``, so two trials with the same values train identically.
+    with ``seed``, so two trials with the same values train identically on the same CPU (on a GPU,
+    kernel autotuning and atomic additions can make them differ slightly).
 
     Args:
         space: the search space.
@@ -208,8 +275,10 @@ class CNNHyperModel(keras_tuner.HyperModel):
         best validation accuracy and its training seconds. Returns the ``History`` of ``model.fit``.
 
         A tuner may pass ``epochs`` and ``initial_epoch`` (``keras_tuner.Hyperband`` does: its rounds train a
-        trial's model further). The schedule is then sized to ``epochs``, and a continued trial starts it at
-        ``initial_epoch`` rather than warming up again.
+        trial's model further). The schedule is then sized to the round's ``epochs`` and entered at
+        ``initial_epoch``, without a second warm-up. That is a warm restart, not a resumption: the last round's
+        schedule had decayed to a tenth of the peak, and the new one starts higher (0.775 x peak when a trial goes
+        on from 2 to 4 epochs). Compiling again also resets AdamW's moment estimates.
         """
         epochs = kwargs.pop("epochs", self.epochs)
         initial_epoch = kwargs.get("initial_epoch", 0)

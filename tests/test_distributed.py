@@ -41,6 +41,19 @@ def test_job_command_writes_the_file_that_hand_started_processes_read(tmp_path, 
     assert "big-job.json" in capsys.readouterr().out
 
 
+def test_job_command_trains_in_the_setup_cells_precision_unless_told(tmp_path, capsys):
+    from fmnist_utils.environment import choose_precision, gpu_details
+
+    distributed.main(["job", "--directory", str(tmp_path), "--project", "auto"])
+    job = distributed.SearchJob.load(tmp_path / "auto-job.json")
+    assert job.precision == choose_precision(gpu_details()).policy
+    distributed.main(["job", "--directory", str(tmp_path), "--project", "told", "--precision", "float32"])
+    assert distributed.SearchJob.load(tmp_path / "told-job.json").precision == "float32"
+    with pytest.raises(SystemExit):
+        distributed.main(["job", "--directory", str(tmp_path), "--precision", "float8"])
+    assert "not a Keras dtype policy" in capsys.readouterr().err
+
+
 def test_run_without_the_environment_says_what_to_set(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("KERASTUNER_TUNER_ID", raising=False)
     with pytest.raises(SystemExit):

@@ -59,6 +59,34 @@ def test_around_narrows_inside_the_space_and_fixes_the_choices():
     assert "learning rate 4.0e-03 to 1.0e-02 (log scale)" in str(fine)
 
 
+def test_clipped_names_every_range_around_cuts_and_says_how_much_is_left():
+    # Notebook 07's quick run: the coarse winner's learning rate 7.8e-3 lies within a factor 1.28 of the
+    # bound 1e-2, so the fine range loses most of its upper half (a check with a factor 1.25 missed it).
+    values = {**VALUES, "learning_rate": 7.8e-3, "weight_decay": 1.8e-3, "dropout": 0.24}
+    (cut,) = SPACE.clipped(values)
+    assert cut.name == "learning_rate"
+    assert cut.intended == pytest.approx((3.9e-3, 1.56e-2)) and cut.kept == pytest.approx((3.9e-3, 1e-2))
+    assert cut.kept == pytest.approx(SPACE.around(values).learning_rate)  # the same factor as around
+    assert cut.share_kept == pytest.approx(math.log(1e-2 / 7.8e-3) / math.log(2))
+    assert str(cut).startswith("learning rate 7.8e-03 is near the upper edge of the coarse range")
+    assert "cut to 3.9e-03 to 1.0e-02 instead of 3.9e-03 to 1.6e-02, 36% of its half-width" in str(cut)
+    assert "widen that end" in str(cut)
+
+
+def test_clipped_is_empty_inside_and_follows_the_factor_it_is_given():
+    assert SPACE.clipped(VALUES) == []
+    assert [c.name for c in SPACE.clipped(VALUES, factor=8.0)] == ["learning_rate"]
+    assert [c.name for c in SPACE.clipped(VALUES, factor=16.0)] == ["learning_rate", "weight_decay"]
+    assert SPACE.around(VALUES, factor=16.0).weight_decay == pytest.approx((6.25e-4, 1e-1))
+
+
+def test_clipped_dropout_at_zero_costs_nothing_and_says_so():
+    (cut,) = SPACE.clipped({**VALUES, "dropout": 0.05})
+    assert cut.name == "dropout" and cut.kept == pytest.approx((0.0, 0.15))
+    assert cut.share_kept == pytest.approx(0.5)
+    assert "near the lower edge" in str(cut) and "dropout cannot go lower" in str(cut)
+
+
 def test_point_space_samples_exactly_its_values():
     hp = keras_tuner.HyperParameters()
     assert tuning.SearchSpace.point(VALUES).sample(hp) == VALUES
