@@ -55,9 +55,10 @@ demo: setup
 	$(BIN)/python -m fmnist_utils.demo$(if $(PORT), --port $(PORT))
 
 # Re-execute notebooks in place, printing their progress (make notebooks PROFILE=full NOTEBOOKS=notebooks/04_wide_resnet.ipynb),
-# keeping their outputs, then refresh README's results table from results/.
+# keeping their outputs, then refresh README's results table from results/. DRY_RUN=1 checks a profile's recipe on
+# a few hundred images (FMNIST_DRY_RUN); smoke and dry runs leave the notebooks unwritten.
 notebooks: setup
-	$(if $(PROFILE),FMNIST_PROFILE=$(PROFILE) )$(BIN)/python scripts/run_notebooks.py $(NOTEBOOKS)
+	$(if $(PROFILE),FMNIST_PROFILE=$(PROFILE) )$(if $(DRY_RUN),FMNIST_DRY_RUN=$(DRY_RUN) )$(BIN)/python scripts/run_notebooks.py $(NOTEBOOKS)
 	$(BIN)/python -m fmnist_utils.results
 
 results: setup

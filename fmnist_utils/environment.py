@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from fmnist_utils.profiles import Profile, get_profile
+from fmnist_utils.profiles import DRY_RUN_EPOCH_DIVISOR, Profile, get_profile
 
 LIBRARIES = ("keras", "tensorflow", "jax", "torch", "numpy", "scikit-learn", "matplotlib")
 PRECISION_VARIABLE = "FMNIST_PRECISION"
@@ -302,7 +302,7 @@ def start_run(notebook: str, seed: int, epochs: dict[str, int] | int, profile: P
         notebook: notebook name without extension, e.g. ``"02_lenet"``.
         seed: passed to ``keras.utils.set_random_seed``.
         epochs: epochs of the main training, or a dict ``{"smoke": 1, "quick": 15, "full": 60}`` (a ``"best"``
-            entry is optional, as in :meth:`~fmnist_utils.profiles.Profile.pick`).
+            entry is optional, as in :meth:`~fmnist_utils.profiles.Profile.epochs`, which a dry run shortens).
         profile: defaults to :func:`fmnist_utils.profiles.get_profile`, told whether :func:`gpu_name` finds a GPU.
     """
     import keras
@@ -316,7 +316,7 @@ def start_run(notebook: str, seed: int, epochs: dict[str, int] | int, profile: P
     precision = choose_precision(details)
     keras.mixed_precision.set_global_policy(precision.policy)
     if isinstance(epochs, dict):
-        epochs = profile.pick(**epochs)
+        epochs = profile.epochs(**epochs)
     run = Run(
         notebook=notebook,
         profile=profile,
@@ -342,6 +342,11 @@ def start_run(notebook: str, seed: int, epochs: dict[str, int] | int, profile: P
             "image's JAX is CPU-only), a driver older than the CUDA of the wheels (nvidia-smi shows both), or "
             "CUDA_VISIBLE_DEVICES hiding it."
         )
-    if gpu is None and profile.name in ("full", "best"):
+    if profile.dry_run:
+        print(
+            f"DRY RUN     : the {profile.name} recipe on {profile.train_images} training images and about one epoch "
+            f"in {DRY_RUN_EPOCH_DIVISOR}, to check that its code runs. Its numbers mean nothing; nothing is recorded."
+        )
+    elif gpu is None and profile.name in ("full", "best"):
         print("No GPU is visible: the full recipe will be slow. Use Colab or the Docker image (see README).")
     return run

@@ -234,7 +234,7 @@ def save_figure(fig: Figure, name: str, run: Run) -> Path | None:
     """Save ``fig`` as ``images/<name>.png`` in the repository root and return the path.
 
     Figures are saved under ``images/`` so README and docs can link them (``![...](images/<name>.png)``);
-    a new run of the notebook overwrites them. Figures of a smoke run are not saved (None is returned):
+    a new run of the notebook overwrites them. Figures of a smoke run or a dry run are not saved (None is returned):
     only figures of quick or full runs are committed.
 
     Args:
@@ -242,7 +242,7 @@ def save_figure(fig: Figure, name: str, run: Run) -> Path | None:
         name: file name without extension, e.g. ``"04_wrn_confusion_matrix"``.
         run: from :func:`fmnist_utils.environment.start_run`; its profile decides whether to save.
     """
-    if run.profile.name == "smoke":
+    if not run.profile.records:
         return None
     path = project_root() / "images" / f"{name}.png"
     path.parent.mkdir(exist_ok=True)

@@ -60,6 +60,12 @@ def run_name(notebook: str, profile: str, backend: str) -> str:
     return f"{notebook}-{profile}-{backend}"
 
 
+def runs_folder(run: Run) -> Path:
+    """``runs/<notebook>-<profile>-<backend>``, ``-dry`` after the profile of a dry run: the folder of a run's
+    backups (notebooks 04, 05) and searches (notebook 07), never committed. A dry run never touches a real run's."""
+    return project_root() / "runs" / run_name(run.notebook, run.profile.label, run.backend)
+
+
 def _precision_fields(run: Run) -> dict[str, Any]:
     """The precision policy of a run, why it was chosen and the CPU's bfloat16 flags, for records and metadata."""
     return {
@@ -93,10 +99,10 @@ def save_results(
         extra: anything else worth keeping, e.g. the ablation rows of notebook 03.
 
     Returns:
-        The path written, or None for the smoke profile (nothing is written).
+        The path written, or None for a smoke profile or a dry run (nothing is written).
     """
-    if run.profile.name not in RECORDED_PROFILES:
-        print(f"Not recorded: {run.profile.name} runs only check that the notebook works.")
+    if not run.profile.records:
+        print(f"Not recorded: {run.profile.label} runs only check that the notebook works.")
         return None
     record = {
         "notebook": run.notebook,
@@ -372,12 +378,12 @@ def save_predictions(
         feature_layer: see :func:`penultimate_features`.
 
     Returns:
-        The path written, or None for the smoke profile (nothing is written).
+        The path written, or None for a smoke profile or a dry run (nothing is written).
     """
     from fmnist_utils.evaluation import predict_with_flip_tta
 
-    if run.profile.name not in RECORDED_PROFILES:
-        print(f"Predictions not saved: {run.profile.name} runs only check that the notebook works.")
+    if not run.profile.records:
+        print(f"Predictions not saved: {run.profile.label} runs only check that the notebook works.")
         return None
     arrays: dict[str, np.ndarray] = {}
     for split, x in (("val", splits.x_val), ("test", splits.x_test)):

@@ -24,6 +24,8 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 from nbconvert.exporters import NotebookExporter
 from nbconvert.preprocessors import ExecutePreprocessor
 
+from fmnist_utils.profiles import get_profile
+
 
 def as_displayed(line: str) -> str:
     """What a terminal shows for a line that redraws itself with carriage returns or backspaces
@@ -85,8 +87,11 @@ def strip_execution_timestamps(nb, resources):
     return nb, resources
 
 
-def execute_in_place(path: Path, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
-    """Execute the notebook at `path` in its own folder and write it back; raise on the first failing cell."""
+def execute_in_place(
+    path: Path, stdout: TextIO | None = None, stderr: TextIO | None = None, write: bool = True
+) -> None:
+    """Execute the notebook at `path` in its own folder and write it back (unless `write` is False); raise on the
+    first failing cell."""
     executor = LiveExecutePreprocessor(path.stem, stdout=stdout, stderr=stderr, timeout=None, record_timing=False)
     exporter = NotebookExporter()
     exporter.register_preprocessor(executor, enabled=True)
@@ -97,8 +102,9 @@ def execute_in_place(path: Path, stdout: TextIO | None = None, stderr: TextIO | 
         error.cell_index = executor.cell_index  # for the report: which cell was running
         error.cell_count = len(executor.nb.get("cells", [])) if executor.nb is not None else None
         raise
-    with open(path, "w", encoding="utf-8") as file:  # as nbconvert's FilesWriter writes it
-        file.write(body)
+    if write:
+        with open(path, "w", encoding="utf-8") as file:  # as nbconvert's FilesWriter writes it
+            file.write(body)
 
 
 def _duration(seconds: float) -> str:
@@ -113,12 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"No such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
+    # smoke runs and dry runs only check that the notebooks run: their outputs never replace a real run's
+    write = get_profile(gpu_visible=False).records  # (the GPU only decides between quick and full)
+    if not write:
+        print("Smoke or dry run: the notebooks are executed but not written.", flush=True)
     start = time.perf_counter()
     for number, path in enumerate(paths, 1):
         print(f"[{number}/{len(paths)}] {path}: executing", flush=True)
         notebook_start = time.perf_counter()
         try:
-            execute_in_place(path)
+            execute_in_place(path, write=write)
         except (CellExecutionError, DeadKernelError) as error:
             where = _where(error)
             print(

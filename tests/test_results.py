@@ -277,3 +277,18 @@ def test_find_predictions_prefers_the_profile_then_the_own_backend(tmp_path):
     assert results.find_predictions("04_x", ("full", "quick"), "jax", folder=tmp_path) == ("full", "tensorflow")
     assert results.find_predictions("04_x", ("best",), "jax", folder=tmp_path) is None
     assert results.backends_with_predictions("04_x", "quick", folder=tmp_path) == ["jax", "tensorflow"]
+
+
+def test_a_dry_run_records_nothing_and_has_its_own_runs_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "fmnist_utils").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    dry = start_run("99_test", seed=1, epochs={"smoke": 1, "quick": 3, "full": 50}, profile=Profile("full", "t", True))
+    assert dry.epochs == 2
+    assert "DRY RUN" in capsys.readouterr().out
+    metrics = dict(model="m", parameters=10, test_accuracy=0.9, test_loss=0.3, best_val_accuracy=0.9, best_epoch=1)
+    assert results.save_results(dry, train_seconds=1.0, **metrics) is None
+    assert not (tmp_path / "results").exists()
+    assert results.runs_folder(dry) == tmp_path / "runs" / f"99_test-full-dry-{dry.backend}"
+    real = start_run("99_test", seed=1, epochs=3, profile=Profile("full", "t"))
+    assert results.runs_folder(real) == tmp_path / "runs" / f"99_test-full-{real.backend}"

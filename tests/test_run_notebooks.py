@@ -46,7 +46,8 @@ def _without_execution_metadata(nb: dict) -> dict:
     return nb
 
 
-def test_same_notebook_as_nbconvert_without_timestamps(tmp_path, capsys):
+def test_same_notebook_as_nbconvert_without_timestamps(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FMNIST_PROFILE", "quick")
     path = _write(tmp_path / "book" / "tiny.ipynb", FIRST, SECOND)
     nbconvert = "-m nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1".split()
     subprocess.run([sys.executable, *nbconvert, str(path)], check=True, capture_output=True, timeout=120)
@@ -105,3 +106,15 @@ def test_missing_notebook_is_reported_before_anything_runs(tmp_path, capsys):
 )
 def test_as_displayed(line, shown):
     assert run_notebooks.as_displayed(line) == shown
+
+
+@pytest.mark.parametrize(("profile", "dry_run"), [("smoke", ""), ("full", "1")])
+def test_smoke_and_dry_runs_execute_but_never_write(tmp_path, capsys, monkeypatch, profile, dry_run):
+    monkeypatch.setenv("FMNIST_PROFILE", profile)
+    monkeypatch.setenv("FMNIST_DRY_RUN", dry_run)
+    path = _write(tmp_path / "tiny.ipynb", "print('ran')")
+    before = path.read_bytes()
+    assert run_notebooks.main([str(path)]) == 0
+    assert path.read_bytes() == before
+    out = capsys.readouterr().out
+    assert "executed but not written" in out and "  tiny | ran\n" in out

@@ -1,0 +1,108 @@
+"""The GPU recipes run here before a reader's GPU runs them: every notebook's ``full`` recipe, and its ``best`` one
+where it differs, executed as a dry run (``FMNIST_DRY_RUN=1``: the recipe on a few hundred images, about one epoch
+in 40; :mod:`fmnist_utils.profiles`). Outputs are not compared; an error fails. One run is in ``mixed_float16``
+(the T4's policy, with loss scaling) and one under JAX. The simulated Colab runtime runs notebook 06's ``full`` dry
+run (``tests/test_colab.py``); 04's backups resume in ``test_an_interrupted_full_run_resumes_from_its_backup``.
+"""
+
+import asyncio
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+BEST_VALUE = re.compile(r'\bbest=|"best": \d')  # a profile.pick(..., best=...) or an EPOCHS entry of its own
+
+
+def _code(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def _with_own_best() -> list[str]:
+    return [n.stem for n in NOTEBOOKS if BEST_VALUE.search(_code(n))]
+
+
+# one notebook's full dry run in the T4's policy, one under JAX (float32 on a CPU)
+# (float16 is slow on a CPU: 05, whose capsule layers stay float32 beside float16 convolutions, not the longer 03)
+VARIANTS = {"05_capsule_network": {"FMNIST_PRECISION": "mixed_float16"}, "02_lenet": {"KERAS_BACKEND": "jax"}}
+# dry runs that would execute the same code as another one, and which one runs it
+COVERED = {
+    ("04_wide_resnet", "full"): "test_an_interrupted_full_run_resumes_from_its_backup runs it to its end",
+    ("06_compare_and_ensemble", "full"): "tests/test_colab.py runs it as a Colab GPU runtime would",
+    ("06_compare_and_ensemble", "best"): "its best value only orders the prediction sources; in CI full and best "
+    "both fall back to the committed quick ones",
+}
+
+
+def execute(name: str, profile: str, monkeypatch, **environment: str) -> str:
+    """Run ``notebooks/<name>.ipynb`` in a fresh kernel as a dry run of ``profile``; return what its cells printed."""
+    monkeypatch.setenv("FMNIST_PROFILE", profile)
+    monkeypatch.setenv("FMNIST_DRY_RUN", "1")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    path = {"metadata": {"path": str(ROOT / "notebooks")}}
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources=path).execute()
+    return "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+DRY_RUNS = [(n.stem, "full") for n in NOTEBOOKS] + [(name, "best") for name in _with_own_best()]
+
+
+@pytest.mark.parametrize(("name", "profile"), [run for run in DRY_RUNS if run not in COVERED])
+def test_recipe_runs_as_a_dry_run(name, profile, monkeypatch):
+    before = sorted(p.name for p in (ROOT / "results").rglob("*"))
+    printed = execute(name, profile, monkeypatch, **VARIANTS.get(name, {}) if profile == "full" else {})
+    assert f"Run profile : {profile} " in printed and "DRY RUN" in printed
+    if "FMNIST_PRECISION" in VARIANTS.get(name, {}) and profile == "full":
+        assert "Precision   : mixed_float16" in printed
+    assert sorted(p.name for p in (ROOT / "results").rglob("*")) == before  # nothing recorded
+
+
+def test_the_best_recipes_are_found_and_every_skipped_run_is_covered():
+    assert _with_own_best() == ["04_wide_resnet", "06_compare_and_ensemble"]
+    assert set(COVERED) <= set(DRY_RUNS)
+
+
+class InterruptAt(NotebookClient):
+    """Interrupts the kernel, as Jupyter's stop button does, when a cell prints a line matching ``pattern``."""
+
+    def __init__(self, notebook, pattern: str, **kwargs):
+        super().__init__(notebook, **kwargs)
+        self.pattern, self.interrupted = re.compile(pattern, re.M), False
+
+    def output(self, outs, msg, display_id, cell_index):
+        text = msg["content"].get("text", "")
+        if not self.interrupted and self.pattern.search(text):
+            self.interrupted = True
+            asyncio.ensure_future(self.km.interrupt_kernel())
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def test_an_interrupted_full_run_resumes_from_its_backup(monkeypatch):
+    """04's full recipe backs up after every epoch: stop it in its second one, run it again, and it goes on."""
+    backup = ROOT / "runs" / "04_wide_resnet-full-dry-tensorflow"
+    shutil.rmtree(backup, ignore_errors=True)
+    monkeypatch.setenv("FMNIST_PROFILE", "full")
+    monkeypatch.setenv("FMNIST_DRY_RUN", "1")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    notebook = nbformat.read(ROOT / "notebooks" / "04_wide_resnet.ipynb", as_version=4)
+    path = {"metadata": {"path": str(ROOT / "notebooks")}}
+    # the main training's second epoch (the plain/residual demo trains 1 epoch in a dry run)
+    client = InterruptAt(notebook, r"^Epoch 2/2$", timeout=600, kernel_name="python3", resources=path)
+    with pytest.raises(CellExecutionError, match="KeyboardInterrupt"):
+        client.execute()
+    assert client.interrupted and (backup / "fit").is_dir(), "the interrupted run left no backup"
+    printed = execute("04_wide_resnet", "full", monkeypatch)
+    assert re.search(r"^Epoch 2/2$", printed, re.M) and not re.search(r"^Epoch 1/2$", printed, re.M), (
+        "the main training started again from its first epoch"
+    )
+    assert not (backup / "fit").exists(), "a finished training removes its backup"
