@@ -35,6 +35,7 @@ def _with_own_best() -> list[str]:
 VARIANTS = {"05_capsule_network": {"FMNIST_PRECISION": "mixed_float16"}, "02_lenet": {"KERAS_BACKEND": "jax"}}
 # dry runs that would execute the same code as another one, and which one runs it
 COVERED = {
+    ("01_mlp", "full"): "no value of its code depends on the profile but the epochs: its smoke run executes it",
     ("04_wide_resnet", "full"): "test_an_interrupted_full_run_resumes_from_its_backup runs it to its end",
     ("06_compare_and_ensemble", "full"): "tests/test_colab.py runs it as a Colab GPU runtime would",
     ("06_compare_and_ensemble", "best"): "its best value only orders the prediction sources; in CI full and best "
