@@ -81,7 +81,7 @@ class Profile:
         return smoke if self.dry_run else self.pick(smoke=smoke, quick=quick, full=full, best=best)
 
     def epochs(self, *, smoke: int, quick: int, full: int, best: int | None = None) -> int:
-        """Like :meth:`pick`, for a number of epochs (or of search trials): a dry run keeps about one in
+        """Like :meth:`pick`, for a number of epochs: a dry run keeps about one in
         ``DRY_RUN_EPOCH_DIVISOR``, at least one, e.g. ``full=50`` gives 2 and ``full=12`` gives 1."""
         value = self.pick(smoke=smoke, quick=quick, full=full, best=best)
         return max(1, math.ceil(value / DRY_RUN_EPOCH_DIVISOR)) if self.dry_run else value
@@ -89,23 +89,22 @@ class Profile:
     @property
     def train_images(self) -> int | None:
         """How many training images to use (stratified), or None for all of them."""
-        if self.dry_run:
-            return DRY_RUN_TRAIN_IMAGES
-        return SMOKE_TRAIN_IMAGES if self.name == "smoke" else None
+        return self._images(SMOKE_TRAIN_IMAGES, DRY_RUN_TRAIN_IMAGES)
 
     @property
     def validation_images(self) -> int | None:
         """How many validation images to use (stratified), or None for the whole validation split."""
-        if self.dry_run:
-            return DRY_RUN_VALIDATION_IMAGES
-        return SMOKE_VALIDATION_IMAGES if self.name == "smoke" else None
+        return self._images(SMOKE_VALIDATION_IMAGES, DRY_RUN_VALIDATION_IMAGES)
 
     @property
     def test_images(self) -> int | None:
         """How many test images to evaluate on (stratified), or None for all 10,000."""
+        return self._images(SMOKE_TEST_IMAGES, DRY_RUN_TEST_IMAGES)
+
+    def _images(self, smoke: int, dry_run: int) -> int | None:
         if self.dry_run:
-            return DRY_RUN_TEST_IMAGES
-        return SMOKE_TEST_IMAGES if self.name == "smoke" else None
+            return dry_run
+        return smoke if self.name == "smoke" else None
 
 
 def get_profile(gpu_visible: bool) -> Profile:

@@ -43,15 +43,18 @@ COVERED = {
 }
 
 
-def execute(name: str, profile: str, monkeypatch, **environment: str) -> str:
-    """Run ``notebooks/<name>.ipynb`` in a fresh kernel as a dry run of ``profile``; return what its cells printed."""
-    monkeypatch.setenv("FMNIST_PROFILE", profile)
-    monkeypatch.setenv("FMNIST_DRY_RUN", "1")
-    for key, value in environment.items():
+def client(name: str, profile: str, monkeypatch, kind=NotebookClient, environment=None, **options) -> NotebookClient:
+    """A client that runs ``notebooks/<name>.ipynb`` in a fresh kernel, in its folder, as a dry run of ``profile``."""
+    for key, value in {"FMNIST_PROFILE": profile, "FMNIST_DRY_RUN": "1", **(environment or {})}.items():
         monkeypatch.setenv(key, value)
     notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     path = {"metadata": {"path": str(ROOT / "notebooks")}}
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources=path).execute()
+    return kind(notebook, timeout=600, kernel_name="python3", resources=path, **options)
+
+
+def execute(name: str, profile: str, monkeypatch, **environment: str) -> str:
+    """Run the notebook as :func:`client` says; return what its cells printed."""
+    notebook = client(name, profile, monkeypatch, environment=environment).execute()
     return "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
@@ -92,16 +95,13 @@ def test_an_interrupted_full_run_resumes_from_its_backup(monkeypatch):
     """04's full recipe backs up after every epoch: stop it in its second one, run it again, and it goes on."""
     backup = ROOT / "runs" / "04_wide_resnet-full-dry-tensorflow"
     shutil.rmtree(backup, ignore_errors=True)
-    monkeypatch.setenv("FMNIST_PROFILE", "full")
-    monkeypatch.setenv("FMNIST_DRY_RUN", "1")
-    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
-    notebook = nbformat.read(ROOT / "notebooks" / "04_wide_resnet.ipynb", as_version=4)
-    path = {"metadata": {"path": str(ROOT / "notebooks")}}
     # the main training's second epoch (the plain/residual demo trains 1 epoch in a dry run)
-    client = InterruptAt(notebook, r"^Epoch 2/2$", timeout=600, kernel_name="python3", resources=path)
+    stopped = client(
+        "04_wide_resnet", "full", monkeypatch, InterruptAt, {"KERAS_BACKEND": "tensorflow"}, pattern=r"^Epoch 2/2$"
+    )
     with pytest.raises(CellExecutionError, match="KeyboardInterrupt"):
-        client.execute()
-    assert client.interrupted and (backup / "fit").is_dir(), "the interrupted run left no backup"
+        stopped.execute()
+    assert stopped.interrupted and (backup / "fit").is_dir(), "the interrupted run left no backup"
     printed = execute("04_wide_resnet", "full", monkeypatch)
     assert re.search(r"^Epoch 2/2$", printed, re.M) and not re.search(r"^Epoch 1/2$", printed, re.M), (
         "the main training started again from its first epoch"
