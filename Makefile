@@ -10,7 +10,7 @@ LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # JupyterLab settings that every user of this venv gets; see scripts/jupyterlab_overrides.json.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup lab test browser demo notebooks results bench search docker-smoke
+.PHONY: setup lab test browser demo notebooks results bench speedrun search docker-smoke
 
 setup: $(VENV)/.ready $(LAB_OVERRIDES)
 
@@ -68,6 +68,11 @@ results: setup
 # docs/scaling.md says how to add workers on other machines). make search WORKERS=4 TRIALS=16
 search: setup
 	$(BIN)/python -m fmnist_utils.distributed launch --workers $(or $(WORKERS),2)$(if $(TRIALS), --trials $(TRIALS))
+
+# Notebook 09's speedrun recipe trained on this machine, with one line to share per seed, recorded in
+# results/speedrun/ (fmnist_utils/speedrun.py). make speedrun SEEDS="0 1 2" for three seeds.
+speedrun: setup
+	$(BIN)/python -m fmnist_utils.speedrun$(if $(SEEDS), --seeds $(SEEDS))
 
 # Timing figures of this machine, printed with the machine's name (scripts/bench.py).
 bench: setup

@@ -1,8 +1,9 @@
 """The GPU recipes run here before a reader's GPU runs them: every notebook's ``full`` recipe, and its ``best`` one
 where it differs, executed as a dry run (``FMNIST_DRY_RUN=1``: the recipe on a few hundred images, about one epoch
 in 40; :mod:`fmnist_utils.profiles`). Outputs are not compared; an error fails. One run is in ``mixed_float16``
-(the T4's policy, with loss scaling) and one under JAX. The simulated Colab runtime runs notebook 06's ``full`` dry
-run (``tests/test_colab.py``); 04's backups resume in ``test_an_interrupted_full_run_resumes_from_its_backup``.
+(the T4's policy, with loss scaling) and two under JAX (02, and 09, whose timings and pipelines differ there).
+The simulated Colab runtime runs notebook 06's ``full`` dry run (``tests/test_colab.py``); 04's backups resume in
+``test_an_interrupted_full_run_resumes_from_its_backup``.
 """
 
 import asyncio
@@ -30,9 +31,13 @@ def _with_own_best() -> list[str]:
     return [n.stem for n in NOTEBOOKS if BEST_VALUE.search(_code(n))]
 
 
-# one notebook's full dry run in the T4's policy, one under JAX (float32 on a CPU)
+# one notebook's full dry run in the T4's policy, two under JAX (float32 on a CPU)
 # (float16 is slow on a CPU: 05, whose capsule layers stay float32 beside float16 convolutions, not the longer 03)
-VARIANTS = {"05_capsule_network": {"FMNIST_PRECISION": "mixed_float16"}, "02_lenet": {"KERAS_BACKEND": "jax"}}
+VARIANTS = {
+    "05_capsule_network": {"FMNIST_PRECISION": "mixed_float16"},
+    "02_lenet": {"KERAS_BACKEND": "jax"},
+    "09_speedrun": {"KERAS_BACKEND": "jax"},
+}
 # dry runs that would execute the same code as another one, and which one runs it
 COVERED = {
     ("01_mlp", "full"): "no value of its code depends on the profile but the epochs: its smoke run executes it",

@@ -100,6 +100,13 @@ def test_bench_runs_the_benchmark_script(sandbox):
     assert _command(_make(sandbox, "-n", "bench", uid=1000), "bench.py") == ".venv/bin/python scripts/bench.py"
 
 
+def test_speedrun_trains_the_recipe_once_or_per_seed(sandbox):
+    command = _command(_make(sandbox, "-n", "speedrun", uid=1000), "fmnist_utils.speedrun")
+    assert command == ".venv/bin/python -m fmnist_utils.speedrun"
+    command = _command(_make(sandbox, "-n", "speedrun", "SEEDS=0 1 2", uid=1000), "fmnist_utils.speedrun")
+    assert command == ".venv/bin/python -m fmnist_utils.speedrun --seeds 0 1 2"
+
+
 def test_search_starts_a_chief_and_the_workers_asked_for(sandbox):
     command = _command(_make(sandbox, "-n", "search", uid=1000), "fmnist_utils.distributed")
     assert command == ".venv/bin/python -m fmnist_utils.distributed launch --workers 2"

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_readme_table_matches_results():
     readme = (ROOT / "README.md").read_text()
-    expected = results.readme_with_tables(readme, results.load_results(ROOT / "results"), results.notebook_names(ROOT))
+    records, speedruns = results.load_results(ROOT / "results"), results.load_speedruns(ROOT / "results" / "speedrun")
+    expected = results.readme_with_tables(readme, records, results.notebook_names(ROOT), speedruns)
     assert readme == expected, "README's results tables are stale: run `make results`"
 
 
@@ -292,3 +293,19 @@ def test_a_dry_run_records_nothing_and_has_its_own_runs_folder(tmp_path, monkeyp
     assert results.runs_folder(dry) == tmp_path / "runs" / f"99_test-full-dry-{dry.backend}"
     real = start_run("99_test", seed=1, epochs=3, profile=Profile("full", "t"))
     assert results.runs_folder(real) == tmp_path / "runs" / f"99_test-full-{real.backend}"
+
+
+def test_time_to_accuracy_table_reads_curves_and_end_points():
+    speedrun = {**_record(), "seed": 1, "date": "2026-12-06T05:00:00", "seconds": [50.0, 100.0, 150.0]}
+    speedrun["accuracy"] = {"test": [0.91, 0.935, 0.941]}
+    notebook_09 = {**_record("09_speedrun"), "extra": {"seconds": [60.0, 120.0], "accuracy": {"test": [0.92, 0.93]}}}
+    wrn = {**_record("04_wide_resnet", accuracy=0.943), "train_seconds": 1733.3}
+    cnn = {**_record("03_modern_cnn", accuracy=0.9358), "model": "CNN, original images, final weights"}
+    cnn["extra"] = {"ablation": {"original images, final weights": {"train_seconds": 819.6}}}
+    table = results.time_to_accuracy_table([cnn, wrn, notebook_09, _record("01_mlp")], [speedrun])
+    rows = table.splitlines()[2:]
+    assert rows[0].endswith("| 50 | 100 | 100 | 150 | 94.10% |")  # the first epoch at or above each threshold
+    assert "`09_speedrun` (quick)" in rows[1] and rows[1].endswith("| 60 | 60 | 120 | not reached | 93.00% |")
+    assert rows[2].endswith("| <= 820 | <= 820 | <= 820 | not reached | 93.58% |")  # 03: its chosen training only
+    assert rows[3].endswith("| <= 1733 | <= 1733 | <= 1733 | <= 1733 | 94.30% |")
+    assert len(rows) == 4  # notebook 01 is not a row
