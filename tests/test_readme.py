@@ -244,6 +244,7 @@ def test_no_hand_typed_hardware_outside_the_generated_blocks():
         (results.TABLE_START, results.TABLE_END),
         (results.RUNS_START, results.RUNS_END),
         (results.PHOTO_TABLE_START, results.PHOTO_TABLE_END),
+        (results.SPEEDRUN_START, results.SPEEDRUN_END),
     ):
         typed = typed.split(start)[0] + typed.split(end, 1)[1]
     for word in ("Xeon", "EPYC"):

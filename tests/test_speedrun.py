@@ -110,8 +110,9 @@ def test_records_round_trip_and_are_found_by_recipe(tmp_path):
     assert speedrun.load_runs(recipe.replace(epochs=3), tmp_path) == []
 
 
-def test_command_trains_and_prints_one_line_to_share_in_smoke():
-    environment = {**os.environ, "FMNIST_PROFILE": "smoke", "FMNIST_DRY_RUN": ""}
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_command_trains_and_prints_one_line_to_share_in_smoke(backend):
+    environment = {**os.environ, "FMNIST_PROFILE": "smoke", "FMNIST_DRY_RUN": "", "KERAS_BACKEND": backend}
     result = subprocess.run(
         [sys.executable, "-m", "fmnist_utils.speedrun", "--seeds", "0"],
         capture_output=True,
@@ -121,7 +122,8 @@ def test_command_trains_and_prints_one_line_to_share_in_smoke():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Fashion-MNIST speedrun:" in result.stdout and "Recorded" not in result.stdout
+    assert "Fashion-MNIST speedrun:" in result.stdout and f"{backend};" in result.stdout
+    assert "Recorded" not in result.stdout  # smoke runs record nothing
 
 
 def test_command_rejects_a_seed_that_is_not_a_number():
