@@ -64,7 +64,12 @@ class Estimate:
     arithmetic: str
 
     def __str__(self) -> str:
-        return f"{self.low_minutes:.0f}-{self.high_minutes:.0f} min (estimate: {self.arithmetic})"
+        return f"{minutes_range(self.low_minutes, self.high_minutes)} (estimate: {self.arithmetic})"
+
+
+def minutes_range(low: float, high: float) -> str:
+    """A range of minutes as README and the notebooks print it: ``"7-11 min"``, or ``"0.2-0.4 min"`` below 10."""
+    return f"{low:.0f}-{high:.0f} min" if high >= 10 else f"{low:.1f}-{high:.1f} min"
 
 
 def training_flops(multiply_adds: int, train_images: int, epochs: int, val_images: int = 0) -> float:

@@ -42,7 +42,7 @@ def trainings(profile: str) -> dict[str, list[tuple[object, int, int, int]]]:
 
 def main() -> int:
     import_keras_quietly()
-    from fmnist_utils.estimates import GPU_CLASSES, gpu_estimate
+    from fmnist_utils.estimates import GPU_CLASSES, gpu_estimate, minutes_range
 
     gpus = list(GPU_CLASSES)
     print("| Profile | Notebook | " + " | ".join(f"{gpu} (estimate)" for gpu in gpus) + " |")
@@ -58,7 +58,7 @@ def main() -> int:
                     for model, epochs, batch, images in runs
                 ]
                 low, high = sum(p.low_minutes for p in parts), sum(p.high_minutes for p in parts)
-                cells.append(f"{low:.0f}-{high:.0f} min" if high >= 10 else f"{low:.1f}-{high:.1f} min")
+                cells.append(minutes_range(low, high))
             print(f"| `{profile}` | {notebook} | " + " | ".join(cells) + " |")
     return 0
 

@@ -27,7 +27,9 @@ def test_gpu_estimate_arithmetic_and_scale() -> None:
     assert estimate.low_minutes == pytest.approx(flops / 16e12 / 60 + host[0])
     assert estimate.high_minutes == pytest.approx(flops / 10e12 / 60 + host[1])
     assert "3.40 PFLOP" in estimate.arithmetic and "2,200 steps" in estimate.arithmetic
-    assert str(estimate).startswith(f"{estimate.low_minutes:.0f}-{estimate.high_minutes:.0f} min (estimate: ")
+    span = estimates.minutes_range(estimate.low_minutes, estimate.high_minutes)
+    assert str(estimate).startswith(f"{span} (estimate: ")
+    assert estimates.minutes_range(7.2, 11.4) == "7-11 min" and estimates.minutes_range(0.24, 0.36) == "0.2-0.4 min"
 
 
 def test_gpu_estimates_of_the_wide_resnet_recipes() -> None:
