@@ -10,7 +10,7 @@ LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # JupyterLab settings that every user of this venv gets; see scripts/jupyterlab_overrides.json.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-.PHONY: setup lab test browser demo notebooks results bench speedrun search docker-smoke
+.PHONY: setup lab test browser demo notebooks results bench speedrun search docker-smoke web web-vendor
 
 setup: $(VENV)/.ready $(LAB_OVERRIDES)
 
@@ -43,12 +43,23 @@ lab: setup
 
 # Unit tests, Makefile/Docker/workflow checks, the demo app in a real browser, and every notebook executed by nbval
 # in the small CI profile.
-test: setup browser
+test: setup browser web-vendor
 	FMNIST_PROFILE=smoke $(BIN)/python -m pytest
 
 # Chromium for the demo's browser test: installed with apt-get where this user may, else a message (the test skips).
 browser:
 	@bash scripts/get_browser.sh
+
+# Notebook 10's web page (web/): its npm dependencies, pinned in web/package-lock.json, copied into web/vendor/.
+web-vendor: web/vendor/.ready
+
+web/vendor/.ready: web/package.json web/package-lock.json scripts/web_vendor.sh
+	@bash scripts/web_vendor.sh
+
+# The page on http://127.0.0.1:8000 (make web PORT=8080 for another port): a static server, as GitHub Pages is.
+web: web-vendor
+	@echo "Serving web/ on http://127.0.0.1:$(or $(PORT),8000)/ (only this machine can reach it; Ctrl+C stops it)"
+	@$(PYTHON) -m http.server $(or $(PORT),8000) --bind 127.0.0.1 --directory web
 
 # The "try it on your own photo" app of notebook 08 on http://127.0.0.1:7860 (make demo PORT=8000 for another port).
 demo: setup

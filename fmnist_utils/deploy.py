@@ -16,10 +16,12 @@ Two traps (Keras issue #21346, PR #20710): export a float32 model, not a mixed-p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,8 @@ def float32_copy(model: keras.Model) -> keras.Model:
     """The same network with every layer in float32 and the same weights, for export: a model trained in
     mixed precision keeps its layers' ``mixed_bfloat16`` policy when loaded, and exporters expect float32.
     Augmentation layers (``RandomFlip``, ...) become ``Identity`` layers: they do nothing at inference and some
-    break ONNX export. The copy is called once, so that it can be exported."""
+    break ONNX export. The copy is not compiled (a compiled clone would save its optimizer's state, three times
+    the weights with Adam) and is called once, so that it can be exported."""
 
     def clone(layer: keras.Layer) -> keras.Layer:
         if isinstance(layer, AUGMENTATION_LAYERS):
@@ -59,10 +62,36 @@ def float32_copy(model: keras.Model) -> keras.Model:
         config["dtype"] = "float32"
         return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")  # for the layers not cloned by clone(), such as the input layer
+    try:
+        clone_ = keras.models.clone_model(model, clone_function=clone)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    inputs, outputs = (x[0] if len(x) == 1 else x for x in (clone_.inputs, clone_.outputs))
+    copy = keras.Model(inputs, outputs, name=model.name)  # not compiled: no optimizer state to save
     copy.set_weights(model.get_weights())
     copy(np.zeros((1, *model.input_shape[1:]), "float32"))
     return copy
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide the exporters' chatter: TensorFlow's INFO log lines, tf2onnx's FutureWarning and what the LiteRT
+    converter and interpreter print from C++ ("Created TensorFlow Lite XNNPACK delegate")."""
+    import logging
+
+    from fmnist_utils.environment import _stderr_to_devnull
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), _stderr_to_devnull():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def size_mb(path: str | Path) -> float:
@@ -74,7 +103,8 @@ def export_onnx(model: keras.Model, path: str | Path) -> Path:
     """Write ``model`` (float32, see :func:`float32_copy`) as ONNX, with a dynamic batch size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.export(str(path), format="onnx", verbose=False)
+    with _quiet():
+        model.export(str(path), format="onnx", verbose=False)
     return path
 
 
@@ -94,7 +124,8 @@ def export_litert(model: keras.Model, path: str | Path, calibration: np.ndarray 
                 yield [image[None].astype("float32")]
 
         options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative}
-    model.export(str(path), format="litert", verbose=False, **options)
+    with _quiet():
+        model.export(str(path), format="litert", verbose=False, **options)
     return path
 
 
@@ -168,7 +199,8 @@ class LiteRTModel:
         images = np.asarray(images, np.float32)
         if self.batch != len(images):
             self.interpreter.resize_tensor_input(self.input, images.shape)
-            self.interpreter.allocate_tensors()
+            with _quiet():
+                self.interpreter.allocate_tensors()
             self.batch = len(images)
         self.interpreter.set_tensor(self.input, images)
         self.interpreter.invoke()
@@ -224,14 +256,16 @@ BROWSER_RECORD = "results/10_web_browser.json"  # written by tests/test_web.py w
 
 @dataclass(frozen=True)
 class BrowserRun:
-    """What the browser test measured on the web page (``web/``): ``photos`` held-out photos classified,
-    ``agree`` of them with the same answer as ``python -m fmnist_utils.photos`` (and ``agree_ood`` with the same
-    out-of-distribution verdict), ``first_seconds`` from the start of page load to the first answer,
-    ``ms_per_photo`` (median) afterwards, ``browser``, ``hardware`` and ``date``."""
+    """What the browser test measured on the web page (``web/``): ``photos`` held-out photos classified; of
+    them, ``agree`` with the same answer as ``python -m fmnist_utils.photos``, ``agree_ood`` with the same
+    out-of-distribution verdict and ``same_image`` with a 28x28 image identical to Python's; ``first_seconds``
+    from the start of page load to the first answer, ``ms_per_photo`` afterwards, ``browser``, ``hardware`` and
+    ``date``."""
 
     photos: int
     agree: int
     agree_ood: int
+    same_image: int
     first_seconds: float
     ms_per_photo: float
     browser: str
@@ -242,7 +276,8 @@ class BrowserRun:
         return (
             f"{self.browser} on {self.hardware} ({self.date}): {self.agree} of {self.photos} held-out photos "
             f"({self.agree / self.photos:.1%}) got the same answer as the Python command, {self.agree_ood} "
-            f"({self.agree_ood / self.photos:.1%}) the same out-of-distribution verdict; first answer "
+            f"({self.agree_ood / self.photos:.1%}) the same out-of-distribution verdict, {self.same_image} "
+            f"({self.same_image / self.photos:.1%}) a 28x28 image identical to Python's; first answer "
             f"{self.first_seconds:.2f} s after the page started loading, then {self.ms_per_photo:.0f} ms per photo"
         )
 

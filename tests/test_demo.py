@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from conftest import free_port, requested_hosts, start_chromium
 from PIL import Image
 
 from fmnist_utils import demo, photos
@@ -23,12 +23,6 @@ SCREENSHOT = ROOT / "images" / "08_demo_app.png"
 pytestmark = pytest.mark.skipif(
     not (ROOT / photos.DEFAULT_MODEL_NAME).is_file(), reason="notebook 08 has not saved its model yet"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _primary_address() -> str | None:
@@ -45,7 +39,7 @@ def _primary_address() -> str | None:
 @pytest.fixture(scope="module")
 def served():
     """The app with the committed model, launched on a free local port; yields (app, url)."""
-    port = _free_port()
+    port = free_port()
     app = demo.launch(demo.build_app(), port, prevent_thread_lock=True, quiet=True)
     yield app, f"http://127.0.0.1:{port}/"
     app.close()
@@ -116,7 +110,7 @@ def test_the_command_serves_the_app_and_reports_a_missing_model(tmp_path, capsys
     with pytest.raises(SystemExit) as raised:
         demo.main(["--model", str(tmp_path / "none.keras")])
     assert raised.value.code == 2 and "no model at" in capsys.readouterr().err
-    port = _free_port()
+    port = free_port()
     start = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "-m", "fmnist_utils.demo", "--port", str(port)], stdout=subprocess.PIPE, text=True
@@ -139,29 +133,11 @@ def test_the_command_serves_the_app_and_reports_a_missing_model(tmp_path, capsys
         server.wait(timeout=30)
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-@pytest.mark.skipif(
-    _chromium() is None,
-    reason="no Chromium: install it with `sudo apt-get install chromium chromium-driver` (make test does as root)",
-)
 def test_a_real_browser_uploads_a_photo_and_reads_the_class(served, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, driver_path = _chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = start_chromium()
     try:
         driver.get(served[1])
         WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
@@ -172,11 +148,7 @@ def test_a_real_browser_uploads_a_photo_and_reads_the_class(served, tmp_path):
         assert predicted in photos.ANSWER_NAMES and (predicted in verdict or demo.OOD_MESSAGE in verdict)
         path = SCREENSHOT if os.environ.get("FMNIST_UPDATE_SCREENSHOT") else tmp_path / SCREENSHOT.name
         assert driver.save_screenshot(str(path))
-        hosts = {
-            urlparse(json.loads(entry["message"])["message"]["params"]["request"]["url"]).hostname
-            for entry in driver.get_log("performance")
-            if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"
-        }
+        hosts = requested_hosts(driver)
         assert hosts <= {"127.0.0.1", None}, f"the page fetched from other hosts: {hosts}"  # offline: no CDN
     finally:
         driver.quit()

@@ -176,7 +176,7 @@ def test_compose_file_matches_the_compose_schema():
 
 def test_workflows_exist():
     names = {path.name for path in WORKFLOWS}
-    assert {"ci.yml", "gpu.yml"} <= names, names
+    assert {"ci.yml", "gpu.yml", "pages.yml"} <= names, names
 
 
 def test_workflows_match_the_github_schema(tmp_path):
@@ -226,6 +226,22 @@ def test_cpu_job_runs_readme_test_command():
     jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
     assert jobs["test"]["runs-on"] == "ubuntu-latest"
     assert any(step.get("run", "").strip() == "make test" for step in _steps("ci.yml", "test"))
+
+
+def test_pages_workflow_publishes_the_page_with_its_npm_files():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    runs = " ".join(step.get("run", "") for step in _steps("pages.yml", "build"))
+    assert "make web-vendor" in runs
+    page = (ROOT / "web" / "index.html").read_text() + (ROOT / "web" / "app.js").read_text()
+    for name in ("index.html", "app.js", "pipeline.js", "style.css", "model", "examples"):
+        assert f"web/{name}" in runs, name
+    for referenced in re.findall(r'(?:src|href)="((?!https?:|data:)[^"]+)"|from "\./([^"]+)"', page):
+        name = next(part for part in referenced if part)
+        assert name.startswith("vendor/") or f"web/{name.split('/')[0]}" in runs, f"{name} is not published"
+    assert "vendor" in runs and "_site/vendor" in runs
+    deploy = workflow["jobs"]["deploy"]
+    assert deploy["needs"] == "build" and deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["steps"][-1]["uses"].startswith("actions/deploy-pages@")
 
 
 def test_gpu_job_runs_docker_smoke_with_a_gpu():

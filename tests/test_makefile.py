@@ -40,7 +40,11 @@ def sandbox(tmp_path):
         "scripts/get_dataset.sh",
         "scripts/apt_install.sh",
         "scripts/jupyterlab_overrides.json",
+        "scripts/web_vendor.sh",
+        "web/package.json",
+        "web/package-lock.json",
     ):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     (tmp_path / "notebooks").mkdir()
     for name in ("01_first.ipynb", "02_second.ipynb"):
@@ -122,11 +126,17 @@ def test_demo_serves_the_app_and_takes_a_port(sandbox):
     assert command == ".venv/bin/python -m fmnist_utils.demo --port 8000"
 
 
-def test_test_gets_the_browser_before_pytest(sandbox):
+def test_test_gets_the_browser_and_the_web_page_before_pytest(sandbox):
     lines = _make(sandbox, "-n", "test", uid=1000).stdout.splitlines()
     browser = next(i for i, line in enumerate(lines) if "get_browser.sh" in line)
+    web = next(i for i, line in enumerate(lines) if "web_vendor.sh" in line)
     pytest_line = next(i for i, line in enumerate(lines) if "-m pytest" in line)
-    assert browser < pytest_line
+    assert browser < pytest_line and web < pytest_line
+
+
+def test_web_serves_the_page_on_loopback_only(sandbox):
+    command = _command(_make(sandbox, "-n", "web", "PORT=8080", uid=1000), "http.server")
+    assert command == "python3 -m http.server 8080 --bind 127.0.0.1 --directory web"
 
 
 def test_docker_smoke_is_opt_in_and_needs_no_venv(sandbox):
