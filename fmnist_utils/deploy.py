@@ -251,14 +251,15 @@ def write_web_model(onnx_path: str | Path, rule: dict[str, Any], folder: str | P
     return folder / "model.onnx"
 
 
-BROWSER_RECORD = "results/10_web_browser.json"  # written by tests/test_web.py with FMNIST_RECORD_WEB=1
+BROWSER_RECORD = "results/web/10_browser.json"  # written by tests/test_web.py with FMNIST_RECORD_WEB=1
 
 
 @dataclass(frozen=True)
 class BrowserRun:
     """What the browser test measured on the web page (``web/``): ``photos`` held-out photos classified; of
     them, ``agree`` with the same answer as ``python -m fmnist_utils.photos``, ``agree_ood`` with the same
-    out-of-distribution verdict and ``same_image`` with a 28x28 image identical to Python's; ``first_seconds``
+    out-of-distribution verdict and ``same_image`` with a 28x28 image identical to Python's, ``agree_float32``
+    with the same answer as the committed model run in float32 in Python (as the page runs it); ``first_seconds``
     from the start of page load to the first answer, ``ms_per_photo`` afterwards, ``browser``, ``hardware`` and
     ``date``."""
 
@@ -266,6 +267,7 @@ class BrowserRun:
     agree: int
     agree_ood: int
     same_image: int
+    agree_float32: int
     first_seconds: float
     ms_per_photo: float
     browser: str
@@ -277,7 +279,8 @@ class BrowserRun:
             f"{self.browser} on {self.hardware} ({self.date}): {self.agree} of {self.photos} held-out photos "
             f"({self.agree / self.photos:.1%}) got the same answer as the Python command, {self.agree_ood} "
             f"({self.agree_ood / self.photos:.1%}) the same out-of-distribution verdict, {self.same_image} "
-            f"({self.same_image / self.photos:.1%}) a 28x28 image identical to Python's; first answer "
+            f"({self.same_image / self.photos:.1%}) a 28x28 image identical to Python's, {self.agree_float32} "
+            f"({self.agree_float32 / self.photos:.1%}) the same answer as the model in float32 in Python; first answer "
             f"{self.first_seconds:.2f} s after the page started loading, then {self.ms_per_photo:.0f} ms per photo"
         )
 

@@ -5,7 +5,7 @@ held-out photos (the test part of notebook 08's split) with the same answer as `
 at least 95 % of them, refuses bad files with a message and keeps working, and contacts no host but 127.0.0.1.
 
 With ``FMNIST_RECORD_WEB=1`` it classifies every held-out photo, requires the first answer within 3 s, and records
-what it measured in ``results/10_web_browser.json`` (notebook 10 prints it) and a screenshot in
+what it measured in ``results/web/10_browser.json`` (notebook 10 prints it) and a screenshot in
 ``images/10_web_page.png``. Otherwise (CI) it classifies every third held-out photo and allows 20 s for the first
 answer, since the other test process loads the machine.
 """
@@ -88,12 +88,14 @@ def _held_out() -> photos.PhotoSet:
     return held_out if RECORD else held_out.subset(np.arange(0, len(held_out.files), 3))
 
 
-def _python_answers(files: np.ndarray) -> tuple[np.ndarray, list[photos.Prediction]]:
+def _python_answers(files: np.ndarray) -> tuple[np.ndarray, list[photos.Prediction], list[photos.Prediction]]:
     """The 28x28 images (N, 28, 28) and answers of ``python -m fmnist_utils.photos`` for each file (the same
-    functions, the model loaded once)."""
+    functions, the model loaded once), and the answers of the same model in float32, as the page runs it (the
+    committed model computes in mixed_bfloat16)."""
     classifier = photos.load_classifier()
     images = np.stack([photos.to_fashion_mnist(photos.load_photo(path)).image for path in files])
-    return images, photos.classify(images, classifier)
+    float32 = photos.PhotoClassifier(deploy.float32_copy(classifier.model), classifier.ood, classifier.flip_tta)
+    return images, photos.classify(images, classifier), photos.classify(images, float32)
 
 
 def test_the_page_answers_as_the_python_command_on_held_out_photos(site, page, tmp_path):
@@ -113,15 +115,16 @@ def test_the_page_answers_as_the_python_command_on_held_out_photos(site, page, t
     )
     ms_per_photo = 1000 * (time.perf_counter() - start) / len(urls)
     python.join()
-    images, expected = python_run
+    images, expected, expected_float32 = python_run
     errors = [(url, a["error"]) for url, a in zip(urls, answers) if "error" in a]
     assert not errors, f"the page refused held-out photos: {errors[:5]}"
     same = sum(a["answer"] == e.answer for a, e in zip(answers, expected))
     same_ood = sum(a["inDistribution"] == e.in_distribution for a, e in zip(answers, expected))
+    same_float32 = sum(a["answer"] == e.answer for a, e in zip(answers, expected_float32))
     same_image = sum(np.array_equal(np.float32(a["image"]), i.ravel()) for a, i in zip(answers, images))
     print(
         f"{same} of {len(urls)} answers, {same_ood} out-of-distribution verdicts and {same_image} 28x28 images "
-        f"identical to Python's; {ms_per_photo:.0f} ms per photo"
+        f"identical to Python's; {same_float32} answers as the same model's in float32; {ms_per_photo:.0f} ms per photo"
     )
     assert same >= AGREEMENT * len(urls)
     assert same_image >= 0.9 * len(urls)  # the pipeline is ported exactly: only decoders may differ
@@ -134,12 +137,14 @@ def test_the_page_answers_as_the_python_command_on_held_out_photos(site, page, t
             agree=same,
             agree_ood=same_ood,
             same_image=same_image,
+            agree_float32=same_float32,
             first_seconds=round(first_seconds, 3),
             ms_per_photo=round(ms_per_photo, 1),
             browser=f"headless {browser}",
             hardware=environment.cpu_name(),
             date=dt.date.today().isoformat(),
         )
+        (ROOT / deploy.BROWSER_RECORD).parent.mkdir(exist_ok=True)
         (ROOT / deploy.BROWSER_RECORD).write_text(json.dumps(vars(record), indent=2) + "\n")
         driver.execute_script("document.querySelector('#examples button:nth-child(4)').click()")  # shoes
         time.sleep(1.0)
