@@ -99,7 +99,7 @@ def test_write_web_model_copies_the_model_and_writes_its_rule(exported, tmp_path
 def test_browser_record_reads_what_the_browser_test_writes(tmp_path):
     assert deploy.browser_record(tmp_path / "missing.json") is None
     run = deploy.BrowserRun(
-        200, 198, 197, 199, 1.234, 55.0, "headless Chrome 156", "CPU: AMD EPYC, 2 cores", "2026-12-06"
+        200, 198, 197, 199, 200, 1.234, 55.0, "headless Chrome 156", "CPU: AMD EPYC, 2 cores", "2026-12-06"
     )
     (tmp_path / "record.json").write_text(json.dumps(vars(run)))
     read = deploy.browser_record(tmp_path / "record.json")
