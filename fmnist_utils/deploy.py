@@ -99,8 +99,16 @@ def size_mb(path: str | Path) -> float:
     return Path(path).stat().st_size / 1e6
 
 
+def _built(model: keras.Model) -> keras.Model:
+    """The model, called once on zeros if it never was: Keras exports only a model that has been called."""
+    if not getattr(model, "_called", True):
+        model(np.zeros((1, *model.input_shape[1:]), "float32"))
+    return model
+
+
 def export_onnx(model: keras.Model, path: str | Path) -> Path:
     """Write ``model`` (float32, see :func:`float32_copy`) as ONNX, with a dynamic batch size."""
+    model = _built(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet():
@@ -114,6 +122,7 @@ def export_litert(model: keras.Model, path: str | Path, calibration: np.ndarray 
     input and output stay float32, so callers do not change)."""
     import tensorflow as tf
 
+    model = _built(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {}

@@ -105,3 +105,9 @@ def test_browser_record_reads_what_the_browser_test_writes(tmp_path):
     read = deploy.browser_record(tmp_path / "record.json")
     assert read == run
     assert "198 of 200 held-out photos (99.0%)" in read.summary() and "1.23 s" in read.summary()
+
+
+def test_a_model_never_called_is_called_before_export(tmp_path):
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    runner = deploy.OnnxModel(deploy.export_onnx(model, tmp_path / "never_called.onnx"))
+    assert runner(np.zeros((2, 28, 28, 1), "float32")).shape == (2, 10)
