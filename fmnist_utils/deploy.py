@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_utils.environment import import_keras_quietly
+from fmnist_utils.models import uncompiled_copy
 
 keras = import_keras_quietly()
 
@@ -52,8 +53,8 @@ def float32_copy(model: keras.Model) -> keras.Model:
     """The same network with every layer in float32 and the same weights, for export: a model trained in
     mixed precision keeps its layers' ``mixed_bfloat16`` policy when loaded, and exporters expect float32.
     Augmentation layers (``RandomFlip``, ...) become ``Identity`` layers: they do nothing at inference and some
-    break ONNX export. The copy is not compiled (a compiled clone would save its optimizer's state, three times
-    the weights with Adam) and is called once, so that it can be exported."""
+    break ONNX export. The copy is not compiled (:func:`fmnist_utils.models.uncompiled_copy`) and is called once,
+    so that it can be exported."""
 
     def clone(layer: keras.Layer) -> keras.Layer:
         if isinstance(layer, AUGMENTATION_LAYERS):
@@ -65,12 +66,9 @@ def float32_copy(model: keras.Model) -> keras.Model:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")  # for the layers not cloned by clone(), such as the input layer
     try:
-        clone_ = keras.models.clone_model(model, clone_function=clone)
+        copy = uncompiled_copy(model, clone_function=clone)
     finally:
         keras.config.set_dtype_policy(previous)
-    inputs, outputs = (x[0] if len(x) == 1 else x for x in (clone_.inputs, clone_.outputs))
-    copy = keras.Model(inputs, outputs, name=model.name)  # not compiled: no optimizer state to save
-    copy.set_weights(model.get_weights())
     copy(np.zeros((1, *model.input_shape[1:]), "float32"))
     return copy
 

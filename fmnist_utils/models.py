@@ -1,6 +1,7 @@
-"""Model builders for notebooks 01-03. Each returns an uncompiled ``keras.Model`` that maps images
-(N, 28, 28, 1) in [0, 1] to logits (N, 10): the softmax lives in the loss (``from_logits=True``)
-and in :mod:`fmnist_utils.evaluation`.
+"""Model builders for notebooks 01-03, and :func:`uncompiled_copy` for saving a trained model.
+
+Each builder returns an uncompiled ``keras.Model`` that maps images (N, 28, 28, 1) in [0, 1] to logits
+(N, 10): the softmax lives in the loss (``from_logits=True``) and in :mod:`fmnist_utils.evaluation`.
 
 Under a mixed-precision policy (``"mixed_bfloat16"``, ``"mixed_float16"``) the layers compute in 16 bits,
 except the logits layer, which stays float32 (``dtype="float32"``): the softmax and the loss then see
@@ -90,3 +91,17 @@ def modern_cnn(
     x = layers.Dropout(head_dropout, name="head_dropout")(x)
     outputs = layers.Dense(NUM_CLASSES, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def uncompiled_copy(model: keras.Model, clone_function=None) -> keras.Model:
+    """The same network with the same weights, not compiled (notebooks 04 and 10 save such copies).
+
+    ``keras.models.clone_model`` keeps a compiled model's optimizer, and saving a compiled model writes the
+    optimizer's state: with Adam, twice the weights again. ``clone_function`` is passed to ``clone_model``
+    (e.g. to change each layer's precision policy).
+    """
+    clone = keras.models.clone_model(model, clone_function=clone_function)
+    inputs, outputs = (x[0] if len(x) == 1 else x for x in (clone.inputs, clone.outputs))
+    copy = keras.Model(inputs, outputs, name=model.name)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -483,6 +483,62 @@ def save_predictions(
     return path
 
 
+MODELS_FOLDER = "models"  # committed trained models that a later notebook loads (04's WRN in 10, 08's in the app)
+
+
+def save_model(run: Run, model: Any, **facts: Any) -> Path | None:
+    """Write ``models/<notebook>.keras`` and its facts (``.json``) for a quick, full or best run.
+
+    For a later notebook (10 exports notebook 04's WRN). The model is saved uncompiled, so the file holds the
+    weights and batch-norm statistics but no optimizer state; layers keep their precision policy. The JSON holds
+    the run's profile, seed, backend, precision, device and date, then ``facts`` (e.g. which weights were chosen).
+
+    Returns:
+        The path written, or None for a smoke profile or a dry run (nothing is written).
+    """
+    from fmnist_utils.models import uncompiled_copy
+
+    if not run.profile.records:
+        print(f"Model not saved: {run.profile.label} runs only check that the notebook works.")
+        return None
+    copy = uncompiled_copy(model)  # no optimizer state in the file
+    path = project_root() / MODELS_FOLDER / f"{run.notebook}.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    copy.save(path)
+    metadata = {
+        "notebook": run.notebook,
+        "profile": run.profile.name,
+        "seed": run.seed,
+        "backend": run.backend,
+        "precision": run.precision.policy,
+        "device": run.device,
+        "date": run.date,
+        **facts,
+    }
+    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    print(f"Saved {MODELS_FOLDER}/{path.name} ({path.stat().st_size / 1e6:.1f} MB)")
+    return path
+
+
+def load_model(notebook: str, *, folder: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Read what :func:`save_model` wrote: the model (uncompiled) and its facts.
+
+    Raises:
+        FileNotFoundError: no such model; the message names the notebook whose quick run writes it.
+    """
+    from fmnist_utils.environment import import_keras_quietly
+
+    keras = import_keras_quietly()
+    path = (folder or project_root() / MODELS_FOLDER) / f"{notebook}.keras"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no model at {path}: `make notebooks PROFILE=quick NOTEBOOKS=notebooks/{notebook}.ipynb` writes it"
+        )
+    facts_path = path.with_suffix(".json")
+    facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
+    return keras.saving.load_model(path, compile=False), facts
+
+
 def backends_with_predictions(notebook: str, profile: str, *, folder: Path | None = None) -> list[str]:
     """The Keras backends that saved predictions of ``notebook`` in ``profile``, sorted; [] if none."""
     prefix = f"{notebook}-{profile}-"

@@ -239,6 +239,29 @@ def test_save_predictions_round_trip_and_skips_smoke(tmp_path, monkeypatch):
     np.testing.assert_allclose(saved["test_features"].astype(np.float32), hidden, rtol=1e-2, atol=1e-3)
 
 
+def test_save_model_round_trip_uncompiled_and_skips_smoke(tmp_path, monkeypatch):
+    (tmp_path / "fmnist_utils").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    model = models.mlp(hidden_units=(16, 8))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = _fake_splits().x_test[:50]
+    model.fit(x, np.zeros(50, "int64"), epochs=1, verbose=0)  # the optimizer now has state
+    smoke = start_run("99_test", seed=1, epochs=1, profile=Profile("smoke", "test"))
+    assert results.save_model(smoke, model) is None and not (tmp_path / "models").exists()
+    quick = start_run("99_test", seed=1, epochs=1, profile=Profile("quick", "test"))
+    path = results.save_model(quick, model, chosen="final weights")
+    assert path == tmp_path / "models" / "99_test.keras"
+    model.save(tmp_path / "compiled.keras")
+    assert path.stat().st_size < 0.75 * (tmp_path / "compiled.keras").stat().st_size  # no Adam moments
+
+    loaded, facts = results.load_model("99_test", folder=tmp_path / "models")
+    assert facts["profile"] == "quick" and facts["backend"] == quick.backend and facts["chosen"] == "final weights"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(FileNotFoundError, match=r"make notebooks PROFILE=quick NOTEBOOKS=notebooks/04_x.ipynb"):
+        results.load_model("04_x", folder=tmp_path)
+
+
 def test_load_predictions_says_how_to_make_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"make notebooks PROFILE=full NOTEBOOKS=notebooks/07_x.ipynb"):
         results.load_predictions("07_x", "full", folder=tmp_path)
