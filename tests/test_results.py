@@ -262,6 +262,20 @@ def test_save_model_round_trip_uncompiled_and_skips_smoke(tmp_path, monkeypatch)
         results.load_model("04_x", folder=tmp_path)
 
 
+def test_committed_wrn_is_the_one_whose_predictions_are_committed():
+    """models/04_wide_resnet.keras (exported by notebook 10) and 04's saved predictions (read by notebook 06) come
+    from the same run: a stale model would make notebook 10 export another network than notebook 04 reports."""
+    model, facts = results.load_model("04_wide_resnet", folder=ROOT / "models")
+    saved = results.load_predictions("04_wide_resnet", facts["profile"], facts["backend"], folder=ROOT / "results")
+    assert saved["metadata"]["date"] == facts["date"]
+    (_, _), (x_test, _) = data.load_data(verbose=False)
+    x = data.to_float(x_test[:300])
+    probabilities = evaluation.predict_probabilities(model, x)
+    expected = saved["test_probabilities"][:300]
+    assert np.mean(probabilities.argmax(1) == expected.argmax(1)) >= 0.99
+    assert np.abs(probabilities - expected).mean() < 0.01  # bfloat16 arithmetic may differ between CPUs
+
+
 def test_load_predictions_says_how_to_make_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"make notebooks PROFILE=full NOTEBOOKS=notebooks/07_x.ipynb"):
         results.load_predictions("07_x", "full", folder=tmp_path)
