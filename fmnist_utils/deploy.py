@@ -69,8 +69,7 @@ def float32_copy(model: keras.Model) -> keras.Model:
         copy = uncompiled_copy(model, clone_function=clone)
     finally:
         keras.config.set_dtype_policy(previous)
-    copy(np.zeros((1, *model.input_shape[1:]), "float32"))
-    return copy
+    return _built(copy)
 
 
 @contextlib.contextmanager

@@ -78,6 +78,20 @@ def _precision_fields(run: Run) -> dict[str, Any]:
     }
 
 
+def _run_metadata(run: Run) -> dict[str, Any]:
+    """What a saved artefact (predictions, a model) says of the run that wrote it: notebook, profile, seed,
+    backend, precision (with its reason and the CPU's bfloat16 flags), device and date."""
+    return {
+        "notebook": run.notebook,
+        "profile": run.profile.name,
+        "seed": run.seed,
+        "backend": run.backend,
+        **_precision_fields(run),
+        "device": run.device,
+        "date": run.date,
+    }
+
+
 def save_results(
     run: Run,
     *,
@@ -467,15 +481,7 @@ def save_predictions(
         np.float16
     )
     arrays["y_val"], arrays["y_test"] = splits.y_val.astype(np.uint8), splits.y_test.astype(np.uint8)
-    metadata = {
-        "notebook": run.notebook,
-        "profile": run.profile.name,
-        "seed": run.seed,
-        "backend": run.backend,
-        **_precision_fields(run),
-        "device": run.device,
-        "date": run.date,
-    }
+    metadata = _run_metadata(run)
     path = results_dir() / PREDICTIONS_FOLDER / f"{run_name(run.notebook, run.profile.name, run.backend)}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, metadata=np.array(json.dumps(metadata)), **arrays)
@@ -491,7 +497,8 @@ def save_model(run: Run, model: Any, **facts: Any) -> Path | None:
 
     For a later notebook (10 exports notebook 04's WRN). The model is saved uncompiled, so the file holds the
     weights and batch-norm statistics but no optimizer state; layers keep their precision policy. The JSON holds
-    the run's profile, seed, backend, precision, device and date, then ``facts`` (e.g. which weights were chosen).
+    the run's notebook, profile, seed, backend, precision (with its reason), device and date, then ``facts``
+    (e.g. which weights were chosen).
 
     Returns:
         The path written, or None for a smoke profile or a dry run (nothing is written).
@@ -505,16 +512,7 @@ def save_model(run: Run, model: Any, **facts: Any) -> Path | None:
     path = project_root() / MODELS_FOLDER / f"{run.notebook}.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
     copy.save(path)
-    metadata = {
-        "notebook": run.notebook,
-        "profile": run.profile.name,
-        "seed": run.seed,
-        "backend": run.backend,
-        "precision": run.precision.policy,
-        "device": run.device,
-        "date": run.date,
-        **facts,
-    }
+    metadata = {**_run_metadata(run), **facts}
     path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
     print(f"Saved {MODELS_FOLDER}/{path.name} ({path.stat().st_size / 1e6:.1f} MB)")
     return path

@@ -257,6 +257,7 @@ def test_save_model_round_trip_uncompiled_and_skips_smoke(tmp_path, monkeypatch)
 
     loaded, facts = results.load_model("99_test", folder=tmp_path / "models")
     assert facts["profile"] == "quick" and facts["backend"] == quick.backend and facts["chosen"] == "final weights"
+    assert facts["precision"] == quick.precision.policy and facts["precision_reason"] == quick.precision.reason
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     with pytest.raises(FileNotFoundError, match=r"make notebooks PROFILE=quick NOTEBOOKS=notebooks/04_x.ipynb"):
         results.load_model("04_x", folder=tmp_path)
